@@ -1,0 +1,105 @@
+//! Wires a validated [`Config`] into a running exporter.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::cli::Config;
+use crate::collector::Collector;
+use crate::pool::client::ClientBuildError;
+use crate::pool::PoolClient;
+use crate::server::{self, App};
+use crate::sim::{self, SimConfig, SimHandle, SimPool};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the demo pool: {0}")]
+    Demo(std::io::Error),
+    #[error(transparent)]
+    Client(#[from] ClientBuildError),
+}
+
+/// Runs the exporter until `shutdown` resolves.
+pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let demo = if config.demo {
+        Some(start_demo_pool(&mut config, shutdown_rx.clone()).await?)
+    } else {
+        None
+    };
+
+    let listener = TcpListener::bind(&config.listen_address)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: config.listen_address.clone(),
+            source,
+        })?;
+    let client = PoolClient::new(&config.pool)?;
+    let collector = Collector::new(client, config.max_connections, config.pool_timeout);
+    let address = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| config.listen_address.clone());
+    tracing::info!(
+        address = %address,
+        telemetry_path = %config.telemetry_path,
+        pool = collector.pool_url(),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
+    );
+    let app = Arc::new(App {
+        collector,
+        telemetry_path: config.telemetry_path.clone(),
+        scrape_timeout_offset: config.scrape_timeout_offset,
+    });
+    server::run(listener, app, shutdown).await;
+    let _ = shutdown_tx.send(true);
+    if let Some(demo) = demo {
+        let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the simulated pool on a free loopback port and points the
+/// exporter at it.
+async fn start_demo_pool(
+    config: &mut Config,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<()>, StartError> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(StartError::Demo)?;
+    let address = listener.local_addr().map_err(StartError::Demo)?;
+    let sim_config = SimConfig {
+        backend: Some("demo".into()),
+        max_age: Duration::from_secs(120),
+        extended: true,
+        token: config.pool.token.clone(),
+        ..SimConfig::default()
+    };
+    let handle = SimHandle::new(SimPool::new(sim_config, sim::server::now_unix()));
+    config.pool.base_url = format!("http://{address}/")
+        .parse()
+        .expect("a socket address forms a valid URL");
+    tracing::info!(
+        pool = %config.pool.base_url,
+        faults = %format!("curl -X PUT http://{address}/sim/faults/latency_spike"),
+        "demo mode: serving a simulated pool"
+    );
+    Ok(tokio::spawn(sim::serve(
+        listener,
+        handle,
+        Duration::from_secs(1),
+        async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        },
+    )))
+}

@@ -1,0 +1,60 @@
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use secure_channel_exporter::cli::{dotted_help, normalize_args, Args, Config};
+use secure_channel_exporter::{app, logging, server};
+
+const NAME: &str = "secure-channel-exporter";
+
+fn main() -> ExitCode {
+    let argv = normalize_args(std::env::args().skip(1));
+    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let args = match Args::from_args(&[NAME], &strs) {
+        Ok(args) => args,
+        Err(early) => {
+            return if early.status.is_ok() {
+                print!("{}", dotted_help(&early.output));
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{NAME}: {}", early.output.trim_end());
+                eprintln!("Run {NAME} --help for the flags.");
+                ExitCode::from(2)
+            };
+        }
+    };
+    if args.version {
+        println!(
+            "{NAME} {} (revision {}, rustc {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("BUILD_REVISION"),
+            env!("BUILD_RUSTC_VERSION")
+        );
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::from_args(args, |k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{NAME}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(config.log_level, config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{NAME}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(app::run(config, server::shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("{NAME}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! The simulator's HTTP face: the pool's three documents (with faults
+//! applied) and the `/sim/...` control API.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use tokio::net::TcpListener;
+
+use super::faults::{Fault, FaultSpec};
+use super::pool::SimPool;
+use crate::pool::client::Document;
+use crate::server::Body;
+
+/// Size of the body served under the `oversized` fault.
+pub const OVERSIZED_BYTES: usize = 32 << 20;
+
+/// Shared handle on a running simulated pool.
+#[derive(Clone)]
+pub struct SimHandle {
+    pool: Arc<Mutex<SimPool>>,
+}
+
+/// Returned by the handler to drop the connection without an answer.
+#[derive(Debug, thiserror::Error)]
+#[error("simulated pool is down")]
+pub struct Dropped;
+
+pub fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl SimHandle {
+    pub fn new(pool: SimPool) -> Self {
+        Self {
+            pool: Arc::new(Mutex::new(pool)),
+        }
+    }
+
+    pub fn with_pool<T>(&self, f: impl FnOnce(&mut SimPool) -> T) -> T {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut pool)
+    }
+
+    async fn handle(self, req: Request<Incoming>) -> Result<Response<Body>, Dropped> {
+        let path = req.uri().path().to_owned();
+        if let Some(control) = path.strip_prefix("/sim/") {
+            return Ok(self.control(req.method(), control, req.uri().query()));
+        }
+        let doc = match (req.method(), path.as_str()) {
+            (&Method::GET, "/status/connections") => Document::Status,
+            (&Method::GET, "/healthz") => Document::Health,
+            (&Method::GET, "/metrics") => Document::Metrics,
+            _ => return Ok(respond(StatusCode::NOT_FOUND, None, Bytes::new())),
+        };
+        self.pool_document(doc, &req).await
+    }
+
+    async fn pool_document(
+        &self,
+        doc: Document,
+        req: &Request<Incoming>,
+    ) -> Result<Response<Body>, Dropped> {
+        let fault = |f: Fault| {
+            self.with_pool(|p| p.fault(f).filter(|s| s.applies_to(doc)).cloned())
+        };
+        if fault(Fault::Down).is_some() {
+            return Err(Dropped);
+        }
+        if let Some(spec) = fault(Fault::Slow) {
+            tokio::time::sleep(Duration::from_millis(spec.delay_ms)).await;
+        }
+        if fault(Fault::Http500).is_some() {
+            return Ok(html(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error"));
+        }
+        let token = self.with_pool(|p| p.config.token.clone());
+        let token_ok = doc == Document::Health
+            || token.as_deref().is_none_or(|t| {
+                req.headers().get("x-auth-token").map(HeaderValue::as_bytes) == Some(t.as_bytes())
+            });
+        if fault(Fault::Unauthorized).is_some() || !token_ok {
+            return Ok(respond(
+                StatusCode::UNAUTHORIZED,
+                Some("text/plain; charset=utf-8"),
+                Bytes::from_static(b"unauthorized\n"),
+            ));
+        }
+        if fault(Fault::Html).is_some() {
+            return Ok(html(StatusCode::OK, "Service temporarily unavailable"));
+        }
+
+        let (code, content_type, body) = self.with_pool(|p| match doc {
+            Document::Status => (200, Some("application/json"), p.status_json()),
+            Document::Health => {
+                let (code, body) = p.health();
+                (code, Some("application/json"), body)
+            }
+            // The real pool sends its exposition with no Content-Type.
+            Document::Metrics => (200, None, p.metrics_text()),
+        });
+        let body = if fault(Fault::Malformed).is_some() {
+            malformed(doc)
+        } else if fault(Fault::Truncated).is_some() {
+            let mut cut = body.len() / 2;
+            while !body.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Bytes::from(body[..cut].to_owned())
+        } else if fault(Fault::Oversized).is_some() {
+            // Leading blanks keep it a valid document, just far too big.
+            let mut big = Vec::with_capacity(OVERSIZED_BYTES + body.len());
+            big.resize(OVERSIZED_BYTES, b' ');
+            big.extend_from_slice(body.as_bytes());
+            Bytes::from(big)
+        } else {
+            Bytes::from(body)
+        };
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+        Ok(respond(code, content_type, body))
+    }
+
+    fn control(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
+        let parts: Vec<&str> = path.split('/').collect();
+        let result: Result<(), (StatusCode, String)> = match (method, parts.as_slice()) {
+            (&Method::GET, ["state"]) => {
+                let state = self.with_pool(|p| p.state_json());
+                return respond(
+                    StatusCode::OK,
+                    Some("application/json"),
+                    Bytes::from(state.to_string() + "\n"),
+                );
+            }
+            (&Method::PUT | &Method::POST, ["faults", name]) => name
+                .parse::<Fault>()
+                .and_then(|fault| FaultSpec::from_query(query).map(|spec| (fault, spec)))
+                .map(|(fault, spec)| self.with_pool(|p| p.set_fault(fault, Some(spec))))
+                .map_err(|e| (StatusCode::BAD_REQUEST, e)),
+            (&Method::DELETE, ["faults", name]) => name
+                .parse::<Fault>()
+                .map(|fault| self.with_pool(|p| p.set_fault(fault, None)))
+                .map_err(|e| (StatusCode::BAD_REQUEST, e)),
+            (&Method::DELETE, ["faults"]) => {
+                self.with_pool(SimPool::clear_faults);
+                Ok(())
+            }
+            (&Method::PUT | &Method::POST, ["connections"]) => query
+                .and_then(|q| q.strip_prefix("count="))
+                .and_then(|n| n.parse::<usize>().ok())
+                .map(|n| self.with_pool(|p| p.set_target_connections(n)))
+                .ok_or((
+                    StatusCode::BAD_REQUEST,
+                    "expected ?count=N".to_owned(),
+                )),
+            _ => Err((
+                StatusCode::NOT_FOUND,
+                "unknown control path; see GET /sim/state, PUT|DELETE /sim/faults/NAME, PUT /sim/connections?count=N".to_owned(),
+            )),
+        };
+        match result {
+            Ok(()) => {
+                let state = self.with_pool(|p| p.state_json());
+                respond(
+                    StatusCode::OK,
+                    Some("application/json"),
+                    Bytes::from(state.to_string() + "\n"),
+                )
+            }
+            Err((code, message)) => respond(
+                code,
+                Some("text/plain; charset=utf-8"),
+                Bytes::from(message + "\n"),
+            ),
+        }
+    }
+}
+
+fn respond(code: StatusCode, content_type: Option<&'static str>, body: Bytes) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body));
+    *resp.status_mut() = code;
+    if let Some(ct) = content_type {
+        resp.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ct));
+    }
+    resp
+}
+
+fn html(code: StatusCode, title: &str) -> Response<Body> {
+    let page = format!(
+        "<!DOCTYPE html>\n<html><head><title>{title}</title></head><body><h1>{title}</h1><hr><p>nginx</p></body></html>\n"
+    );
+    respond(code, Some("text/html"), Bytes::from(page))
+}
+
+fn malformed(doc: Document) -> Bytes {
+    static GARBAGE: OnceLock<Bytes> = OnceLock::new();
+    match doc {
+        Document::Status => Bytes::from_static(
+            br#"{"endpoint":"relay.example.net:443","active_connections":"two",,"connections":[{"#,
+        ),
+        Document::Health => Bytes::from_static(br#"{"status":healthy}"#),
+        Document::Metrics => GARBAGE
+            .get_or_init(|| {
+                Bytes::from_static(
+                    b"secure_channel_active_connections{endpoint=\"relay\" 2 3 4\n\x00\x01garbage{{{\n= 12\n",
+                )
+            })
+            .clone(),
+    }
+}
+
+/// Runs a simulated pool on `listener` until `shutdown` resolves, moving
+/// its numbers every `tick` (unless it is steady).
+pub async fn serve(
+    listener: TcpListener,
+    handle: SimHandle,
+    tick: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let steady = handle.with_pool(|p| p.config.steady);
+    let ticker = (!steady).then(|| {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                handle.with_pool(|p| p.advance_to(now_unix()));
+            }
+        })
+    });
+    let handler = move |req: Request<Incoming>| handle.clone().handle(req);
+    crate::server::serve(listener, handler, shutdown).await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+}

@@ -1,0 +1,596 @@
+//! One scrape's fetched documents -> the exporter's metric families.
+//!
+//! Pure: no I/O, no clocks, no globals, so it is unit-tested on fixtures and
+//! benchmarked on its own.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use crate::exposition::{Label, MetricFamily, MetricType, ParsedExposition};
+use crate::pool::client::{Document, FailureReason};
+use crate::pool::{Connection, Health, PoolStatus};
+
+/// What one fetch of one document produced.
+#[derive(Debug)]
+pub struct SourceOutcome<T> {
+    pub result: Result<T, FailureReason>,
+    pub duration: Duration,
+}
+
+/// The three documents of one scrape.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub status: SourceOutcome<PoolStatus>,
+    pub health: SourceOutcome<Health>,
+    pub metrics: SourceOutcome<ParsedExposition>,
+}
+
+impl Snapshot {
+    fn source_results(&self) -> [(Document, Option<FailureReason>, Duration); 3] {
+        [
+            (Document::Status, self.status.result.as_ref().err().copied(), self.status.duration),
+            (Document::Health, self.health.result.as_ref().err().copied(), self.health.duration),
+            (Document::Metrics, self.metrics.result.as_ref().err().copied(), self.metrics.duration),
+        ]
+    }
+
+    /// The pool's `endpoint`: from the status document, else from the
+    /// native metrics' const label.
+    pub fn endpoint(&self) -> Option<&str> {
+        if let Ok(status) = &self.status.result {
+            return Some(&status.endpoint);
+        }
+        let native = self.metrics.result.as_ref().ok()?;
+        native
+            .families
+            .iter()
+            .flat_map(|f| f.samples.first())
+            .find_map(|s| s.labels.iter().find(|(n, _)| n == "endpoint"))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Counters that live across scrapes, read when the scrape is rendered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceCounters {
+    /// Indexed by `Document as usize`.
+    pub requests: [u64; 3],
+    /// Indexed by `Document as usize`, then by position in `FailureReason::ALL`.
+    pub failures: [[u64; 6]; 3],
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildInfo {
+    pub version: &'static str,
+    pub revision: &'static str,
+    pub rustc: &'static str,
+}
+
+impl BuildInfo {
+    pub const CURRENT: BuildInfo = BuildInfo {
+        version: env!("CARGO_PKG_VERSION"),
+        revision: env!("BUILD_REVISION"),
+        rustc: env!("BUILD_RUSTC_VERSION"),
+    };
+}
+
+#[derive(Debug, Clone)]
+pub struct TranslateOptions<'a> {
+    /// Most connection series per scrape; the worst connections are kept.
+    pub max_connections: usize,
+    /// `endpoint` to use when no document of this scrape names it.
+    pub fallback_endpoint: Option<&'a str>,
+    pub build: &'a BuildInfo,
+}
+
+/// Our families, and the native families that may be passed through.
+pub struct Translation<'a> {
+    pub own: Vec<MetricFamily>,
+    pub native: Vec<&'a MetricFamily>,
+}
+
+/// Families the exporter itself defines; a native family that would produce
+/// one of these names is dropped so it cannot shadow ours.
+pub const OWN_FAMILY_NAMES: &[&str] = &[
+    "secure_channel_up",
+    "secure_channel_pool_info",
+    "secure_channel_pool_healthy",
+    "secure_channel_pool_active_connections",
+    "secure_channel_pool_open_connection_errors",
+    "secure_channel_pool_open_connection_reconnects",
+    "secure_channel_pool_p95_latency_seconds",
+    "secure_channel_connection_errors_total",
+    "secure_channel_connection_reconnects_total",
+    "secure_channel_connection_p95_latency_seconds",
+    "secure_channel_connection_last_activity_timestamp_seconds",
+    "secure_channel_connection_healthy",
+    "secure_channel_connection_info",
+    "secure_channel_exporter_source_up",
+    "secure_channel_exporter_source_duration_seconds",
+    "secure_channel_exporter_source_requests_total",
+    "secure_channel_exporter_source_failures_total",
+    "secure_channel_exporter_connections_omitted",
+    "secure_channel_exporter_native_families_dropped",
+    "secure_channel_exporter_native_lines_skipped",
+    "secure_channel_exporter_build_info",
+];
+
+const RESERVED_PREFIX: &str = "process_";
+
+fn l(name: &'static str, value: impl Into<String>) -> Label {
+    (Cow::Borrowed(name), value.into())
+}
+
+fn gauge(name: &str, help: &str) -> MetricFamily {
+    MetricFamily::new(name, help, MetricType::Gauge)
+}
+
+fn counter(name: &str, help: &str) -> MetricFamily {
+    MetricFamily::new(name, help, MetricType::Counter)
+}
+
+fn bool_value(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+pub fn translate<'a>(
+    snapshot: &'a Snapshot,
+    counters: &SourceCounters,
+    options: &TranslateOptions<'_>,
+) -> Translation<'a> {
+    let endpoint = snapshot.endpoint().or(options.fallback_endpoint);
+    let mut own = Vec::with_capacity(OWN_FAMILY_NAMES.len());
+
+    own.push(
+        gauge(
+            "secure_channel_up",
+            "1 if the pool's status document was fetched and decoded in this scrape, 0 otherwise.",
+        )
+        .with_sample(vec![], bool_value(snapshot.status.result.is_ok())),
+    );
+
+    let mut omitted = 0;
+    if let Ok(status) = &snapshot.status.result {
+        omitted = pool_families(status, options.max_connections, &mut own);
+    }
+
+    if let Ok(health) = &snapshot.health.result {
+        if let Some(healthy) = health.is_healthy() {
+            let labels = endpoint.map(|e| vec![l("endpoint", e)]).unwrap_or_default();
+            own.push(
+                gauge(
+                    "secure_channel_pool_healthy",
+                    "1 if the pool's /healthz reports it healthy, 0 if unhealthy (a 503 answer is data, not a failure).",
+                )
+                .with_sample(labels, bool_value(healthy)),
+            );
+        }
+    }
+
+    let (native, dropped_collision) = match &snapshot.metrics.result {
+        Ok(parsed) => pass_through(parsed),
+        Err(_) => (Vec::new(), 0),
+    };
+    exporter_families(snapshot, counters, omitted, dropped_collision, options.build, &mut own);
+    Translation { own, native }
+}
+
+/// Pool and per-connection families; returns how many connections the
+/// cardinality cap left out.
+fn pool_families(status: &PoolStatus, max_connections: usize, out: &mut Vec<MetricFamily>) -> usize {
+    let endpoint = status.endpoint.as_str();
+    let ep = || vec![l("endpoint", endpoint)];
+
+    let mut info_labels = ep();
+    if let Some(backend) = &status.backend {
+        info_labels.push(l("backend", backend.as_str()));
+    }
+    out.push(
+        gauge("secure_channel_pool_info", "Identity of the pool; the value is always 1.")
+            .with_sample(info_labels, 1.0),
+    );
+    let active = status
+        .active_connections
+        .unwrap_or(status.connections.len() as f64);
+    out.push(
+        gauge(
+            "secure_channel_pool_active_connections",
+            "Connections the pool holds open now.",
+        )
+        .with_sample(ep(), active),
+    );
+    if let Some(errors) = status.total_errors {
+        out.push(
+            gauge(
+                "secure_channel_pool_open_connection_errors",
+                "Errors summed over the connections open now (the pool's total_errors). It drops when a connection closes, so it is a gauge, not a counter: rate secure_channel_connection_errors_total instead.",
+            )
+            .with_sample(ep(), errors),
+        );
+    }
+    if let Some(reconnects) = status.total_reconnects {
+        out.push(
+            gauge(
+                "secure_channel_pool_open_connection_reconnects",
+                "Reconnects summed over the connections open now (the pool's total_reconnects). It drops when a connection closes, so it is a gauge, not a counter: rate secure_channel_connection_reconnects_total instead.",
+            )
+            .with_sample(ep(), reconnects),
+        );
+    }
+    if let Some(p95) = status.pool_p95_latency_ms {
+        out.push(
+            gauge(
+                "secure_channel_pool_p95_latency_seconds",
+                "Highest per-connection p95 read/write latency in the pool, in seconds.",
+            )
+            .with_sample(ep(), p95 / 1000.0),
+        );
+    }
+
+    let (kept, omitted) = select_connections(&status.connections, max_connections);
+    let mut errors = counter(
+        "secure_channel_connection_errors_total",
+        "Read/write errors on this connection since it opened.",
+    );
+    let mut reconnects = counter(
+        "secure_channel_connection_reconnects_total",
+        "Reconnects of this connection since it opened.",
+    );
+    let mut p95 = gauge(
+        "secure_channel_connection_p95_latency_seconds",
+        "p95 read/write latency of this connection in seconds (the pool's histogram resets hourly).",
+    );
+    let mut last_activity = gauge(
+        "secure_channel_connection_last_activity_timestamp_seconds",
+        "Unix time of the last read or write on this connection.",
+    );
+    let mut healthy = gauge(
+        "secure_channel_connection_healthy",
+        "1 if the pool reports this connection healthy, 0 if not (only for pools that report it).",
+    );
+    let mut info = gauge(
+        "secure_channel_connection_info",
+        "Remote address of this connection; the value is always 1 (only for pools that report it).",
+    );
+    for conn in kept {
+        let id = conn.connection_id.0.as_str();
+        let labels = || vec![l("endpoint", endpoint), l("connection_id", id)];
+        errors.push(labels(), conn.errors);
+        reconnects.push(labels(), conn.reconnects);
+        if let Some(v) = conn.p95_latency_ms {
+            p95.push(labels(), v / 1000.0);
+        }
+        if let Some(t) = conn.last_activity {
+            last_activity.push(labels(), t.0);
+        }
+        if let Some(h) = conn.is_healthy {
+            healthy.push(labels(), bool_value(h));
+        }
+        if let Some(addr) = &conn.remote_addr {
+            let mut with_addr = labels();
+            with_addr.push(l("remote_addr", addr.as_str()));
+            info.push(with_addr, 1.0);
+        }
+    }
+    out.extend([errors, reconnects, p95, last_activity, healthy, info]);
+    omitted
+}
+
+/// Keeps at most `max` connections, preferring the worst (most errors, then
+/// highest p95) so the interesting ones survive the cap; pool order is kept.
+fn select_connections(connections: &[Connection], max: usize) -> (Vec<&Connection>, usize) {
+    if connections.len() <= max {
+        return (connections.iter().collect(), 0);
+    }
+    let badness = |c: &Connection| (c.errors, c.p95_latency_ms.unwrap_or(0.0));
+    let mut order: Vec<usize> = (0..connections.len()).collect();
+    if max > 0 {
+        order.select_nth_unstable_by(max - 1, |&a, &b| {
+            badness(&connections[b])
+                .partial_cmp(&badness(&connections[a]))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+    }
+    order.truncate(max);
+    order.sort_unstable();
+    let kept = order.into_iter().map(|i| &connections[i]).collect();
+    (kept, connections.len() - max)
+}
+
+/// Native families that may be re-emitted, and how many were dropped for
+/// colliding with ours or using the reserved `process_` prefix.
+fn pass_through(parsed: &ParsedExposition) -> (Vec<&MetricFamily>, usize) {
+    let mut dropped = 0;
+    let kept = parsed
+        .families
+        .iter()
+        .filter(|family| {
+            let collides = family.name.starts_with(RESERVED_PREFIX)
+                || OWN_FAMILY_NAMES.contains(&family.name.as_str())
+                || family.samples.iter().any(|s| {
+                    s.name.starts_with(RESERVED_PREFIX)
+                        || OWN_FAMILY_NAMES.contains(&s.name.as_str())
+                });
+            dropped += usize::from(collides);
+            !collides
+        })
+        .collect();
+    (kept, dropped)
+}
+
+fn exporter_families(
+    snapshot: &Snapshot,
+    counters: &SourceCounters,
+    omitted: usize,
+    dropped_collision: usize,
+    build: &BuildInfo,
+    out: &mut Vec<MetricFamily>,
+) {
+    let mut up = gauge(
+        "secure_channel_exporter_source_up",
+        "1 if this pool document was fetched and decoded in this scrape, 0 otherwise.",
+    );
+    let mut duration = gauge(
+        "secure_channel_exporter_source_duration_seconds",
+        "Time spent fetching and decoding this pool document in this scrape.",
+    );
+    let mut requests = counter(
+        "secure_channel_exporter_source_requests_total",
+        "Fetches of this pool document since the exporter started.",
+    );
+    let mut failures = counter(
+        "secure_channel_exporter_source_failures_total",
+        "Failed fetches of this pool document since the exporter started, by reason.",
+    );
+    for (doc, error, took) in snapshot.source_results() {
+        let source = || vec![l("source", doc.source())];
+        up.push(source(), bool_value(error.is_none()));
+        duration.push(source(), took.as_secs_f64());
+        requests.push(source(), counters.requests[doc as usize] as f64);
+        for (i, reason) in FailureReason::ALL.iter().enumerate() {
+            failures.push(
+                vec![l("source", doc.source()), l("reason", reason.as_str())],
+                counters.failures[doc as usize][i] as f64,
+            );
+        }
+    }
+    out.extend([up, duration, requests, failures]);
+
+    out.push(
+        gauge(
+            "secure_channel_exporter_connections_omitted",
+            "Connections left out of this scrape by --collector.max-connections.",
+        )
+        .with_sample(vec![], omitted as f64),
+    );
+    let (skipped, invalid) = match &snapshot.metrics.result {
+        Ok(parsed) => (parsed.skipped_lines, parsed.invalid_families),
+        Err(_) => (0, 0),
+    };
+    out.push(
+        gauge(
+            "secure_channel_exporter_native_families_dropped",
+            "Native metric families not passed through in this scrape, by reason.",
+        )
+        .with_sample(vec![l("reason", "name_collision")], dropped_collision as f64)
+        .with_sample(vec![l("reason", "invalid")], invalid as f64),
+    );
+    out.push(
+        gauge(
+            "secure_channel_exporter_native_lines_skipped",
+            "Lines of the pool's native exposition that could not be read in this scrape.",
+        )
+        .with_sample(vec![], skipped as f64),
+    );
+    out.push(
+        gauge(
+            "secure_channel_exporter_build_info",
+            "Build of the exporter; the value is always 1.",
+        )
+        .with_sample(
+            vec![
+                l("version", build.version),
+                l("revision", build.revision),
+                l("rustc", build.rustc),
+            ],
+            1.0,
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::{encode, parse, Format, Sample};
+
+    fn ok<T>(value: T) -> SourceOutcome<T> {
+        SourceOutcome {
+            result: Ok(value),
+            duration: Duration::from_millis(3),
+        }
+    }
+
+    fn failed<T>(reason: FailureReason) -> SourceOutcome<T> {
+        SourceOutcome {
+            result: Err(reason),
+            duration: Duration::from_millis(7),
+        }
+    }
+
+    fn fixture_snapshot(status_json: &str) -> Snapshot {
+        Snapshot {
+            status: ok(serde_json::from_str(status_json).unwrap()),
+            health: ok(serde_json::from_str(include_str!(
+                "../tests/fixtures/health_healthy.json"
+            ))
+            .unwrap()),
+            metrics: ok(parse(include_str!("../tests/fixtures/native_metrics.txt"))),
+        }
+    }
+
+    fn options(max: usize) -> TranslateOptions<'static> {
+        TranslateOptions {
+            max_connections: max,
+            fallback_endpoint: None,
+            build: &BuildInfo::CURRENT,
+        }
+    }
+
+    fn find<'a>(t: &'a Translation, name: &str) -> &'a MetricFamily {
+        t.own
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no family {name}"))
+    }
+
+    fn value(fam: &MetricFamily, labels: &[(&str, &str)]) -> f64 {
+        let matches = |s: &&Sample| {
+            labels
+                .iter()
+                .all(|(n, v)| s.labels.iter().any(|(ln, lv)| ln == n && lv == v))
+        };
+        fam.samples
+            .iter()
+            .find(matches)
+            .unwrap_or_else(|| panic!("no sample {labels:?} in {}", fam.name))
+            .value
+    }
+
+    #[test]
+    fn systemtime_fixture_becomes_the_metric_contract() {
+        let snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
+        let ep = ("endpoint", "relay.example.net:443");
+        assert_eq!(value(find(&t, "secure_channel_pool_active_connections"), &[ep]), 2.0);
+        assert_eq!(value(find(&t, "secure_channel_pool_open_connection_errors"), &[ep]), 1.0);
+        assert_eq!(value(find(&t, "secure_channel_pool_open_connection_reconnects"), &[ep]), 3.0);
+        assert_eq!(value(find(&t, "secure_channel_pool_p95_latency_seconds"), &[ep]), 0.045);
+        assert_eq!(value(find(&t, "secure_channel_pool_healthy"), &[ep]), 1.0);
+        let c1 = [ep, ("connection_id", "1")];
+        assert_eq!(value(find(&t, "secure_channel_connection_errors_total"), &c1), 1.0);
+        assert_eq!(value(find(&t, "secure_channel_connection_reconnects_total"), &c1), 2.0);
+        assert_eq!(value(find(&t, "secure_channel_connection_p95_latency_seconds"), &c1), 0.045);
+        assert_eq!(
+            value(find(&t, "secure_channel_connection_last_activity_timestamp_seconds"), &c1),
+            1_764_072_000.12
+        );
+        // Not reported by this build of the pool: no series at all.
+        assert!(find(&t, "secure_channel_connection_healthy").samples.is_empty());
+        assert!(find(&t, "secure_channel_connection_info").samples.is_empty());
+        assert_eq!(find(&t, "secure_channel_pool_info").samples[0].labels.len(), 1);
+        assert_eq!(t.native.len(), 4);
+        assert_eq!(value(find(&t, "secure_channel_exporter_connections_omitted"), &[]), 0.0);
+    }
+
+    #[test]
+    fn rfc3339_fixture_with_optional_fields() {
+        let snap = fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json"));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        let ep = ("endpoint", "relay.bitcoin-sprint.inc:443");
+        assert_eq!(
+            value(find(&t, "secure_channel_pool_info"), &[ep, ("backend", "tokio-rustls")]),
+            1.0
+        );
+        let last = find(&t, "secure_channel_connection_last_activity_timestamp_seconds");
+        assert_eq!(value(last, &[("connection_id", "7")]), 1_756_119_600.25);
+        assert_eq!(value(last, &[("connection_id", "9")]), 1_756_119_600.5);
+        let healthy = find(&t, "secure_channel_connection_healthy");
+        assert_eq!(value(healthy, &[("connection_id", "1")]), 1.0);
+        assert_eq!(value(healthy, &[("connection_id", "7")]), 0.0);
+        assert_eq!(healthy.samples.len(), 2);
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_connection_info"),
+                &[("connection_id", "1"), ("remote_addr", "203.0.113.7:443")]
+            ),
+            1.0
+        );
+        // Connection 9 reports no p95: its series is absent, not zero.
+        assert_eq!(find(&t, "secure_channel_connection_p95_latency_seconds").samples.len(), 2);
+    }
+
+    #[test]
+    fn failed_status_hides_pool_series_but_keeps_the_rest() {
+        let mut snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));
+        snap.status = failed(FailureReason::Timeout);
+        let mut counters = SourceCounters::default();
+        counters.requests = [5, 5, 5];
+        counters.failures[Document::Status as usize][1] = 2;
+        let t = translate(&snap, &counters, &options(1000));
+        assert_eq!(value(find(&t, "secure_channel_up"), &[]), 0.0);
+        assert!(t.own.iter().all(|f| !f.name.starts_with("secure_channel_connection_")));
+        assert!(t.own.iter().all(|f| f.name != "secure_channel_pool_active_connections"));
+        // The endpoint still comes from the native metrics.
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_pool_healthy"),
+                &[("endpoint", "relay.example.net:443")]
+            ),
+            1.0
+        );
+        let up = find(&t, "secure_channel_exporter_source_up");
+        assert_eq!(value(up, &[("source", "status")]), 0.0);
+        assert_eq!(value(up, &[("source", "metrics")]), 1.0);
+        let failures = find(&t, "secure_channel_exporter_source_failures_total");
+        assert_eq!(value(failures, &[("source", "status"), ("reason", "timeout")]), 2.0);
+        assert_eq!(failures.samples.len(), 18);
+        assert_eq!(t.native.len(), 4);
+    }
+
+    #[test]
+    fn cap_keeps_the_worst_connections() {
+        let conns: Vec<String> = (0..10)
+            .map(|i| {
+                format!(
+                    r#"{{"connection_id":{i},"reconnects":0,"errors":{},"p95_latency_ms":{}}}"#,
+                    if i == 3 { 50 } else { 0 },
+                    if i == 7 { 900 } else { 10 + i }
+                )
+            })
+            .collect();
+        let json = format!(r#"{{"endpoint":"e","connections":[{}]}}"#, conns.join(","));
+        let snap = fixture_snapshot(&json);
+        let t = translate(&snap, &SourceCounters::default(), &options(3));
+        let ids: Vec<&str> = find(&t, "secure_channel_connection_errors_total")
+            .samples
+            .iter()
+            .map(|s| s.labels[1].1.as_str())
+            .collect();
+        assert_eq!(ids, ["3", "7", "9"]);
+        assert_eq!(value(find(&t, "secure_channel_exporter_connections_omitted"), &[]), 7.0);
+        // active_connections falls back to the list length when absent.
+        assert_eq!(value(find(&t, "secure_channel_pool_active_connections"), &[]), 10.0);
+    }
+
+    #[test]
+    fn colliding_native_families_are_dropped_and_counted() {
+        let mut snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));
+        snap.metrics = ok(parse(
+            "# TYPE secure_channel_up gauge\nsecure_channel_up 0\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1\nother 1\n",
+        ));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        assert_eq!(t.native.len(), 1);
+        assert_eq!(t.native[0].name, "other");
+        let dropped = find(&t, "secure_channel_exporter_native_families_dropped");
+        assert_eq!(value(dropped, &[("reason", "name_collision")]), 2.0);
+        assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
+    }
+
+    #[test]
+    fn own_families_encode_cleanly_in_both_formats() {
+        let snap = fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json"));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            let text = encode(&t.own, format);
+            let back = parse(&text);
+            assert_eq!(back.skipped_lines, 0, "{text}");
+            let samples: usize = t.own.iter().map(|f| f.samples.len()).sum();
+            assert_eq!(back.sample_count(), samples);
+        }
+    }
+}
