@@ -173,7 +173,11 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "ki" | "kib" => 1 << 10,
         "mi" | "mib" => 1 << 20,
         "gi" | "gib" => 1 << 30,
-        other => return Err(format!("unknown size unit {other:?}; use B, KB, MB, KiB, MiB or GiB")),
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?}; use B, KB, MB, KiB, MiB or GiB"
+            ))
+        }
     };
     let bytes = number * multiplier as f64;
     if !(1.0..=u64::MAX as f64).contains(&bytes) {
@@ -252,15 +256,17 @@ impl Config {
             },
         };
 
-        let duration = |flag: &'static str, value: Option<String>, default: Duration| {
-            match value {
-                None => Ok(default),
-                Some(v) => parse_duration(&v).map_err(|r| flag_error(flag, &v, r)),
-            }
+        let duration = |flag: &'static str, value: Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(v) => parse_duration(&v).map_err(|r| flag_error(flag, &v, r)),
         };
         let pool_timeout = duration("--pool.timeout", args.pool_timeout, Duration::from_secs(5))?;
         if pool_timeout.is_zero() {
-            return Err(flag_error("--pool.timeout", "0", "must be greater than zero"));
+            return Err(flag_error(
+                "--pool.timeout",
+                "0",
+                "must be greater than zero",
+            ));
         }
         let scrape_timeout_offset = duration(
             "--web.scrape-timeout-offset",
@@ -310,11 +316,15 @@ impl Config {
 
         let log_level = match &args.log_level {
             None => LogLevel::Info,
-            Some(v) => v.parse().map_err(|r: String| flag_error("--log.level", v, r))?,
+            Some(v) => v
+                .parse()
+                .map_err(|r: String| flag_error("--log.level", v, r))?,
         };
         let log_format = match &args.log_format {
             None => LogFormat::Logfmt,
-            Some(v) => v.parse().map_err(|r: String| flag_error("--log.format", v, r))?,
+            Some(v) => v
+                .parse()
+                .map_err(|r: String| flag_error("--log.format", v, r))?,
         };
 
         Ok(Config {
@@ -344,15 +354,24 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Config, String> {
         let argv = normalize_args(args.iter().map(|s| s.to_string()));
         let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
-        let parsed = Args::from_args(&["secure-channel-exporter"], &strs)
-            .map_err(|e| e.output)?;
+        let parsed = Args::from_args(&["secure-channel-exporter"], &strs).map_err(|e| e.output)?;
         Config::from_args(parsed, |_| None).map_err(|e| e.to_string())
     }
 
     #[test]
     fn dotted_dashed_and_equals_spellings() {
-        let a = parse(&["--pool.url", "http://p:1", "--web.listen-address=127.0.0.1:0"]).unwrap();
-        let b = parse(&["--pool-url=http://p:1", "--web-listen-address", "127.0.0.1:0"]).unwrap();
+        let a = parse(&[
+            "--pool.url",
+            "http://p:1",
+            "--web.listen-address=127.0.0.1:0",
+        ])
+        .unwrap();
+        let b = parse(&[
+            "--pool-url=http://p:1",
+            "--web-listen-address",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
         assert_eq!(a.pool.base_url, b.pool.base_url);
         assert_eq!(a.listen_address, "127.0.0.1:0");
         assert_eq!(b.listen_address, "127.0.0.1:0");
@@ -389,13 +408,28 @@ mod tests {
             (&["--pool.url", "ftp://x"][..], "--pool.url"),
             (&["--pool.timeout", "soon"][..], "--pool.timeout"),
             (&["--pool.timeout", "0s"][..], "--pool.timeout"),
-            (&["--pool.max-body-size", "lots"][..], "--pool.max-body-size"),
-            (&["--pool.auth-token-file", "/nonexistent/token"][..], "--pool.auth-token-file"),
-            (&["--web.listen-address", "10090"][..], "--web.listen-address"),
-            (&["--web.telemetry-path", "metrics"][..], "--web.telemetry-path"),
+            (
+                &["--pool.max-body-size", "lots"][..],
+                "--pool.max-body-size",
+            ),
+            (
+                &["--pool.auth-token-file", "/nonexistent/token"][..],
+                "--pool.auth-token-file",
+            ),
+            (
+                &["--web.listen-address", "10090"][..],
+                "--web.listen-address",
+            ),
+            (
+                &["--web.telemetry-path", "metrics"][..],
+                "--web.telemetry-path",
+            ),
             (&["--log.level", "loud"][..], "--log.level"),
             (&["--log.format", "xml"][..], "--log.format"),
-            (&["--collector.max-connections", "-1"][..], "--collector.max-connections"),
+            (
+                &["--collector.max-connections", "-1"][..],
+                "--collector.max-connections",
+            ),
         ] {
             let err = parse(args).unwrap_err();
             assert!(err.contains(flag), "{args:?}: {err}");

@@ -96,7 +96,10 @@ impl Collector {
             let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             counters.requests[doc as usize] += 1;
             if let Some(reason) = reason {
-                let i = FailureReason::ALL.iter().position(|r| *r == reason).unwrap_or(0);
+                let i = FailureReason::ALL
+                    .iter()
+                    .position(|r| *r == reason)
+                    .unwrap_or(0);
                 counters.failures[doc as usize][i] += 1;
             }
         }
@@ -143,8 +146,16 @@ impl Collector {
             build: &BuildInfo::CURRENT,
         };
         let translation = translate(snapshot, &counters, &options);
-        let series: usize = translation.own.iter().map(|f| f.samples.len()).sum::<usize>()
-            + translation.native.iter().map(|f| f.samples.len()).sum::<usize>();
+        let series: usize = translation
+            .own
+            .iter()
+            .map(|f| f.samples.len())
+            .sum::<usize>()
+            + translation
+                .native
+                .iter()
+                .map(|f| f.samples.len())
+                .sum::<usize>();
         let mut encoder = Encoder::new(format, 4096 + series * 96);
         encoder.families(&translation.own);
         encoder.families(&crate::process::families());

@@ -126,7 +126,10 @@ mod linux {
                 .unwrap()
                 .as_secs_f64();
             let start = get("process_start_time_seconds");
-            assert!(start <= now + 1.0 && start > now - 3600.0, "{start} vs {now}");
+            assert!(
+                start <= now + 1.0 && start > now - 3600.0,
+                "{start} vs {now}"
+            );
         }
     }
 }

@@ -36,7 +36,10 @@ pub type Body = Full<Bytes>;
 impl App {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served\n");
+            let mut resp = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "only GET and HEAD are served\n",
+            );
             resp.headers_mut()
                 .insert("allow", HeaderValue::from_static("GET, HEAD"));
             return resp;
@@ -80,8 +83,10 @@ impl App {
         let snapshot = self.collector.collect(Instant::now() + budget).await;
         let body = self.collector.render(&snapshot, format);
         let mut resp = Response::new(Full::new(Bytes::from(body)));
-        resp.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+        resp.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
         resp.headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         resp

@@ -28,9 +28,21 @@ pub struct Snapshot {
 impl Snapshot {
     fn source_results(&self) -> [(Document, Option<FailureReason>, Duration); 3] {
         [
-            (Document::Status, self.status.result.as_ref().err().copied(), self.status.duration),
-            (Document::Health, self.health.result.as_ref().err().copied(), self.health.duration),
-            (Document::Metrics, self.metrics.result.as_ref().err().copied(), self.metrics.duration),
+            (
+                Document::Status,
+                self.status.result.as_ref().err().copied(),
+                self.status.duration,
+            ),
+            (
+                Document::Health,
+                self.health.result.as_ref().err().copied(),
+                self.health.duration,
+            ),
+            (
+                Document::Metrics,
+                self.metrics.result.as_ref().err().copied(),
+                self.metrics.duration,
+            ),
         ]
     }
 
@@ -175,13 +187,24 @@ pub fn translate<'a>(
         Ok(parsed) => pass_through(parsed),
         Err(_) => (Vec::new(), 0),
     };
-    exporter_families(snapshot, counters, omitted, dropped_collision, options.build, &mut own);
+    exporter_families(
+        snapshot,
+        counters,
+        omitted,
+        dropped_collision,
+        options.build,
+        &mut own,
+    );
     Translation { own, native }
 }
 
 /// Pool and per-connection families; returns how many connections the
 /// cardinality cap left out.
-fn pool_families(status: &PoolStatus, max_connections: usize, out: &mut Vec<MetricFamily>) -> usize {
+fn pool_families(
+    status: &PoolStatus,
+    max_connections: usize,
+    out: &mut Vec<MetricFamily>,
+) -> usize {
     let endpoint = status.endpoint.as_str();
     let ep = || vec![l("endpoint", endpoint)];
 
@@ -190,8 +213,11 @@ fn pool_families(status: &PoolStatus, max_connections: usize, out: &mut Vec<Metr
         info_labels.push(l("backend", backend.as_str()));
     }
     out.push(
-        gauge("secure_channel_pool_info", "Identity of the pool; the value is always 1.")
-            .with_sample(info_labels, 1.0),
+        gauge(
+            "secure_channel_pool_info",
+            "Identity of the pool; the value is always 1.",
+        )
+        .with_sample(info_labels, 1.0),
     );
     let active = status
         .active_connections
@@ -376,7 +402,10 @@ fn exporter_families(
             "secure_channel_exporter_native_families_dropped",
             "Native metric families not passed through in this scrape, by reason.",
         )
-        .with_sample(vec![l("reason", "name_collision")], dropped_collision as f64)
+        .with_sample(
+            vec![l("reason", "name_collision")],
+            dropped_collision as f64,
+        )
         .with_sample(vec![l("reason", "invalid")], invalid as f64),
     );
     out.push(
@@ -424,10 +453,10 @@ mod tests {
     fn fixture_snapshot(status_json: &str) -> Snapshot {
         Snapshot {
             status: ok(serde_json::from_str(status_json).unwrap()),
-            health: ok(serde_json::from_str(include_str!(
-                "../tests/fixtures/health_healthy.json"
-            ))
-            .unwrap()),
+            health: ok(
+                serde_json::from_str(include_str!("../tests/fixtures/health_healthy.json"))
+                    .unwrap(),
+            ),
             metrics: ok(parse(include_str!("../tests/fixtures/native_metrics.txt"))),
         }
     }
@@ -466,25 +495,71 @@ mod tests {
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
         let ep = ("endpoint", "relay.example.net:443");
-        assert_eq!(value(find(&t, "secure_channel_pool_active_connections"), &[ep]), 2.0);
-        assert_eq!(value(find(&t, "secure_channel_pool_open_connection_errors"), &[ep]), 1.0);
-        assert_eq!(value(find(&t, "secure_channel_pool_open_connection_reconnects"), &[ep]), 3.0);
-        assert_eq!(value(find(&t, "secure_channel_pool_p95_latency_seconds"), &[ep]), 0.045);
+        assert_eq!(
+            value(find(&t, "secure_channel_pool_active_connections"), &[ep]),
+            2.0
+        );
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_pool_open_connection_errors"),
+                &[ep]
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_pool_open_connection_reconnects"),
+                &[ep]
+            ),
+            3.0
+        );
+        assert_eq!(
+            value(find(&t, "secure_channel_pool_p95_latency_seconds"), &[ep]),
+            0.045
+        );
         assert_eq!(value(find(&t, "secure_channel_pool_healthy"), &[ep]), 1.0);
         let c1 = [ep, ("connection_id", "1")];
-        assert_eq!(value(find(&t, "secure_channel_connection_errors_total"), &c1), 1.0);
-        assert_eq!(value(find(&t, "secure_channel_connection_reconnects_total"), &c1), 2.0);
-        assert_eq!(value(find(&t, "secure_channel_connection_p95_latency_seconds"), &c1), 0.045);
         assert_eq!(
-            value(find(&t, "secure_channel_connection_last_activity_timestamp_seconds"), &c1),
+            value(find(&t, "secure_channel_connection_errors_total"), &c1),
+            1.0
+        );
+        assert_eq!(
+            value(find(&t, "secure_channel_connection_reconnects_total"), &c1),
+            2.0
+        );
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_connection_p95_latency_seconds"),
+                &c1
+            ),
+            0.045
+        );
+        assert_eq!(
+            value(
+                find(
+                    &t,
+                    "secure_channel_connection_last_activity_timestamp_seconds"
+                ),
+                &c1
+            ),
             1_764_072_000.12
         );
         // Not reported by this build of the pool: no series at all.
-        assert!(find(&t, "secure_channel_connection_healthy").samples.is_empty());
-        assert!(find(&t, "secure_channel_connection_info").samples.is_empty());
-        assert_eq!(find(&t, "secure_channel_pool_info").samples[0].labels.len(), 1);
+        assert!(find(&t, "secure_channel_connection_healthy")
+            .samples
+            .is_empty());
+        assert!(find(&t, "secure_channel_connection_info")
+            .samples
+            .is_empty());
+        assert_eq!(
+            find(&t, "secure_channel_pool_info").samples[0].labels.len(),
+            1
+        );
         assert_eq!(t.native.len(), 4);
-        assert_eq!(value(find(&t, "secure_channel_exporter_connections_omitted"), &[]), 0.0);
+        assert_eq!(
+            value(find(&t, "secure_channel_exporter_connections_omitted"), &[]),
+            0.0
+        );
     }
 
     #[test]
@@ -493,10 +568,16 @@ mod tests {
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         let ep = ("endpoint", "relay.bitcoin-sprint.inc:443");
         assert_eq!(
-            value(find(&t, "secure_channel_pool_info"), &[ep, ("backend", "tokio-rustls")]),
+            value(
+                find(&t, "secure_channel_pool_info"),
+                &[ep, ("backend", "tokio-rustls")]
+            ),
             1.0
         );
-        let last = find(&t, "secure_channel_connection_last_activity_timestamp_seconds");
+        let last = find(
+            &t,
+            "secure_channel_connection_last_activity_timestamp_seconds",
+        );
         assert_eq!(value(last, &[("connection_id", "7")]), 1_756_119_600.25);
         assert_eq!(value(last, &[("connection_id", "9")]), 1_756_119_600.5);
         let healthy = find(&t, "secure_channel_connection_healthy");
@@ -511,20 +592,33 @@ mod tests {
             1.0
         );
         // Connection 9 reports no p95: its series is absent, not zero.
-        assert_eq!(find(&t, "secure_channel_connection_p95_latency_seconds").samples.len(), 2);
+        assert_eq!(
+            find(&t, "secure_channel_connection_p95_latency_seconds")
+                .samples
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn failed_status_hides_pool_series_but_keeps_the_rest() {
         let mut snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));
         snap.status = failed(FailureReason::Timeout);
-        let mut counters = SourceCounters::default();
-        counters.requests = [5, 5, 5];
+        let mut counters = SourceCounters {
+            requests: [5, 5, 5],
+            ..SourceCounters::default()
+        };
         counters.failures[Document::Status as usize][1] = 2;
         let t = translate(&snap, &counters, &options(1000));
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 0.0);
-        assert!(t.own.iter().all(|f| !f.name.starts_with("secure_channel_connection_")));
-        assert!(t.own.iter().all(|f| f.name != "secure_channel_pool_active_connections"));
+        assert!(t
+            .own
+            .iter()
+            .all(|f| !f.name.starts_with("secure_channel_connection_")));
+        assert!(t
+            .own
+            .iter()
+            .all(|f| f.name != "secure_channel_pool_active_connections"));
         // The endpoint still comes from the native metrics.
         assert_eq!(
             value(
@@ -537,7 +631,10 @@ mod tests {
         assert_eq!(value(up, &[("source", "status")]), 0.0);
         assert_eq!(value(up, &[("source", "metrics")]), 1.0);
         let failures = find(&t, "secure_channel_exporter_source_failures_total");
-        assert_eq!(value(failures, &[("source", "status"), ("reason", "timeout")]), 2.0);
+        assert_eq!(
+            value(failures, &[("source", "status"), ("reason", "timeout")]),
+            2.0
+        );
         assert_eq!(failures.samples.len(), 18);
         assert_eq!(t.native.len(), 4);
     }
@@ -562,9 +659,15 @@ mod tests {
             .map(|s| s.labels[1].1.as_str())
             .collect();
         assert_eq!(ids, ["3", "7", "9"]);
-        assert_eq!(value(find(&t, "secure_channel_exporter_connections_omitted"), &[]), 7.0);
+        assert_eq!(
+            value(find(&t, "secure_channel_exporter_connections_omitted"), &[]),
+            7.0
+        );
         // active_connections falls back to the list length when absent.
-        assert_eq!(value(find(&t, "secure_channel_pool_active_connections"), &[]), 10.0);
+        assert_eq!(
+            value(find(&t, "secure_channel_pool_active_connections"), &[]),
+            10.0
+        );
     }
 
     #[test]

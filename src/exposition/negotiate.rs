@@ -60,7 +60,9 @@ mod tests {
             Format::PrometheusText
         );
         assert_eq!(
-            negotiate(Some("application/openmetrics-text;version=1.0.0;q=0.2,text/plain;q=0.9")),
+            negotiate(Some(
+                "application/openmetrics-text;version=1.0.0;q=0.2,text/plain;q=0.9"
+            )),
             Format::PrometheusText
         );
         assert_eq!(

@@ -255,7 +255,9 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<Label>) -> Option<&'a str> 
         if !is_valid_label_name(label_name) || labels.iter().any(|(n, _)| n == label_name) {
             return None;
         }
-        s = s[eq + 1..].trim_start_matches([' ', '\t']).strip_prefix('"')?;
+        s = s[eq + 1..]
+            .trim_start_matches([' ', '\t'])
+            .strip_prefix('"')?;
         let (value, rest) = parse_quoted(s)?;
         labels.push((Cow::Owned(label_name.to_owned()), value));
         s = rest.trim_start_matches([' ', '\t']);
@@ -301,7 +303,12 @@ fn parse_value(s: &str) -> Option<f64> {
         "+Inf" | "Inf" => Some(f64::INFINITY),
         "-Inf" => Some(f64::NEG_INFINITY),
         "NaN" => Some(f64::NAN),
-        _ if s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) => s.parse().ok(),
+        _ if s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
+        {
+            s.parse().ok()
+        }
         _ => None,
     }
 }
@@ -352,7 +359,8 @@ mod tests {
 
     #[test]
     fn unescapes_labels_and_help() {
-        let text = "# HELP m a \\\\ b\\nc \"q\"\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\\nw\",b=\"ü\"} 1\n";
+        let text =
+            "# HELP m a \\\\ b\\nc \"q\"\n# TYPE m gauge\nm{a=\"x\\\"y\\\\z\\nw\",b=\"ü\"} 1\n";
         let parsed = parse(text);
         let fam = &parsed.families[0];
         assert_eq!(fam.help, "a \\ b\nc \"q\"");
@@ -403,7 +411,8 @@ mod tests {
 
     #[test]
     fn histogram_without_inf_bucket_is_dropped() {
-        let text = "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n# TYPE g gauge\ng 1\n";
+        let text =
+            "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_sum 1\nh_count 1\n# TYPE g gauge\ng 1\n";
         let parsed = parse(text);
         assert_eq!(parsed.invalid_families, 1);
         assert_eq!(parsed.families.len(), 1);

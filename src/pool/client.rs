@@ -213,12 +213,12 @@ impl PoolClient {
     pub async fn health(&self, deadline: Instant) -> Result<Health, FetchError> {
         let (code, body) = self.fetch(Document::Health, deadline).await?;
         if code == StatusCode::SERVICE_UNAVAILABLE {
-            return self.decode_json(Document::Health, &body).map_err(|_| {
-                FetchError::Status {
+            return self
+                .decode_json(Document::Health, &body)
+                .map_err(|_| FetchError::Status {
                     url: self.display_url(Document::Health).to_owned(),
                     status: code.as_u16(),
-                }
-            });
+                });
         }
         self.require_success(Document::Health, code)?;
         self.decode_json(Document::Health, &body)
@@ -296,7 +296,10 @@ impl PoolClient {
                 request = request.header("X-Auth-Token", token);
             }
         }
-        let mut response = request.send().await.map_err(|e| transport_error(url(), &e))?;
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(url(), &e))?;
         let code = response.status();
         if response
             .content_length()

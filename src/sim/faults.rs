@@ -131,7 +131,9 @@ impl FaultSpec {
                                 .map(|d| d.source())
                                 .find(|s| *s == name)
                                 .ok_or_else(|| {
-                                    format!("unknown document {name:?}; use status, health, metrics")
+                                    format!(
+                                        "unknown document {name:?}; use status, health, metrics"
+                                    )
                                 })
                         })
                         .collect::<Result<_, _>>()?;

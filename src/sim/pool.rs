@@ -535,7 +535,8 @@ mod tests {
             .iter()
             .flat_map(|f| &f.samples)
             .find(|s| {
-                s.name == name && le.is_none_or(|le| s.labels.iter().any(|(n, v)| n == "le" && v == le))
+                s.name == name
+                    && le.is_none_or(|le| s.labels.iter().any(|(n, v)| n == "le" && v == le))
             })
             .unwrap()
             .value
@@ -543,7 +544,11 @@ mod tests {
 
     #[test]
     fn documents_decode_in_every_time_format() {
-        for format in [TimeFormat::SystemTime, TimeFormat::Rfc3339, TimeFormat::Unix] {
+        for format in [
+            TimeFormat::SystemTime,
+            TimeFormat::Rfc3339,
+            TimeFormat::Unix,
+        ] {
             let p = pool(SimConfig {
                 time_format: format,
                 extended: true,
@@ -580,7 +585,10 @@ mod tests {
             4.0
         );
         let count = native_value(&p, "secure_channel_latency_ms_count", None);
-        assert_eq!(native_value(&p, "secure_channel_latency_ms_bucket", Some("+Inf")), count);
+        assert_eq!(
+            native_value(&p, "secure_channel_latency_ms_bucket", Some("+Inf")),
+            count
+        );
         // ~70 s of 4 connections at ~50 ops/s.
         assert!(count > 4.0 * 50.0 * 50.0, "{count}");
     }

@@ -68,9 +68,8 @@ impl SimHandle {
         doc: Document,
         req: &Request<Incoming>,
     ) -> Result<Response<Body>, Dropped> {
-        let fault = |f: Fault| {
-            self.with_pool(|p| p.fault(f).filter(|s| s.applies_to(doc)).cloned())
-        };
+        let fault =
+            |f: Fault| self.with_pool(|p| p.fault(f).filter(|s| s.applies_to(doc)).cloned());
         if fault(Fault::Down).is_some() {
             return Err(Dropped);
         }
@@ -78,7 +77,10 @@ impl SimHandle {
             tokio::time::sleep(Duration::from_millis(spec.delay_ms)).await;
         }
         if fault(Fault::Http500).is_some() {
-            return Ok(html(StatusCode::INTERNAL_SERVER_ERROR, "500 Internal Server Error"));
+            return Ok(html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error",
+            ));
         }
         let token = self.with_pool(|p| p.config.token.clone());
         let token_ok = doc == Document::Health

@@ -1,0 +1,7 @@
+//! Black-box tests: the real binaries on loopback ports, scraped over HTTP.
+
+mod cli;
+mod common;
+mod faults;
+mod lifecycle;
+mod scrape;
