@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: unit and black-box tests of the real binaries, then
+# the dashboards and alert rules proven against a real Prometheus and
+# Alertmanager. Installs what it needs when missing (Debian packages).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v promtool >/dev/null || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing ${need_apt[*]} (Debian)"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+echo "==> cargo test (unit tests and black-box tests of the binaries)"
+cargo test --locked --all-targets
+
+if [ -x scripts/test-dashboards-alerts.sh ]; then
+  echo "==> dashboards and alerts against real Prometheus and Alertmanager"
+  scripts/test-dashboards-alerts.sh
+fi
