@@ -10,8 +10,10 @@ use crate::cli::Config;
 use crate::collector::Collector;
 use crate::pool::client::ClientBuildError;
 use crate::pool::PoolClient;
+use crate::probe::Probe;
 use crate::server::{self, App};
 use crate::sim::{self, SimConfig, SimHandle, SimPool};
+use crate::web::{WebConfigError, WebConfigWatcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -24,6 +26,8 @@ pub enum StartError {
     Demo(std::io::Error),
     #[error(transparent)]
     Client(#[from] ClientBuildError),
+    #[error(transparent)]
+    WebConfig(#[from] WebConfigError),
 }
 
 /// Runs the exporter until `shutdown` resolves.
@@ -35,31 +39,52 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         None
     };
 
+    // Validate everything that can fail before binding the port.
+    let web = config
+        .web_config_file
+        .clone()
+        .map(WebConfigWatcher::new)
+        .transpose()?
+        .map(Arc::new);
+    let client = PoolClient::new(&config.pool)?;
+    let probe = (!config.probe_allowed_targets.is_empty()).then(|| {
+        Probe::new(
+            config.probe_allowed_targets.clone(),
+            client.clone(),
+            config.max_connections,
+            config.pool_timeout,
+        )
+    });
     let listener = TcpListener::bind(&config.listen_address)
         .await
         .map_err(|source| StartError::Listen {
             address: config.listen_address.clone(),
             source,
         })?;
-    let client = PoolClient::new(&config.pool)?;
     let collector = Collector::new(client, config.max_connections, config.pool_timeout);
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_else(|_| config.listen_address.clone());
+    let settings = web.as_ref().map(|w| w.settings());
     tracing::info!(
         address = %address,
         telemetry_path = %config.telemetry_path,
         pool = collector.pool_url(),
+        tls = settings.as_ref().is_some_and(|s| s.tls.is_some()),
+        basic_auth = settings.as_ref().is_some_and(|s| s.auth_enabled()),
+        probe = probe.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    let app = Arc::new(App {
+    let app = Arc::new(App::new(
         collector,
-        telemetry_path: config.telemetry_path.clone(),
-        scrape_timeout_offset: config.scrape_timeout_offset,
-    });
-    server::run(listener, app, shutdown).await;
+        config.telemetry_path.clone(),
+        config.scrape_timeout_offset,
+        web,
+        probe,
+    ));
+    server::run(listener, app, config.web_max_connections, shutdown).await;
     let _ = shutdown_tx.send(true);
     if let Some(demo) = demo {
         let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;

@@ -13,6 +13,7 @@ use reqwest::Url;
 
 use crate::logging::{LogFormat, LogLevel};
 use crate::pool::PoolClientConfig;
+use crate::probe::TargetPattern;
 
 pub const ENV_POOL_URL: &str = "SECURE_CHANNEL_POOL_URL";
 pub const ENV_POOL_TOKEN: &str = "SECURE_CHANNEL_POOL_TOKEN";
@@ -36,6 +37,15 @@ pub struct Args {
     /// PEM bundle of CA certificates trusted for an https pool, instead of the system roots
     #[argh(option)]
     pub pool_ca_file: Option<String>,
+    /// client certificate (PEM) presented to an https pool for mutual TLS; needs --pool.client-key-file
+    #[argh(option)]
+    pub pool_client_cert_file: Option<String>,
+    /// private key (PEM) of --pool.client-cert-file
+    #[argh(option)]
+    pub pool_client_key_file: Option<String>,
+    /// name to verify the pool's certificate against instead of the host in --pool.url
+    #[argh(option)]
+    pub pool_tls_server_name: Option<String>,
     /// largest pool response body accepted, e.g. 16MiB or 500KB (default 16MiB)
     #[argh(option)]
     pub pool_max_body_size: Option<String>,
@@ -48,6 +58,15 @@ pub struct Args {
     /// taken off Prometheus' X-Prometheus-Scrape-Timeout-Seconds to leave time to answer (default 0.5s)
     #[argh(option)]
     pub web_scrape_timeout_offset: Option<String>,
+    /// exporter-toolkit web config file (TLS, client certificates, basic auth); re-read when it changes
+    #[argh(option)]
+    pub web_config_file: Option<String>,
+    /// most client connections served at once; more wait in the listen queue (default 64)
+    #[argh(option)]
+    pub web_max_connections: Option<String>,
+    /// comma-separated scheme://host:port patterns (* wildcards) that /probe?target= may scrape; /probe is off without it
+    #[argh(option)]
+    pub probe_allowed_targets: Option<String>,
     /// most connections exported per scrape; beyond it the worst are kept (default 1000)
     #[argh(option)]
     pub collector_max_connections: Option<String>,
@@ -71,10 +90,16 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--pool.auth-token-file",
     "--pool.timeout",
     "--pool.ca-file",
+    "--pool.client-cert-file",
+    "--pool.client-key-file",
+    "--pool.tls-server-name",
     "--pool.max-body-size",
     "--web.listen-address",
     "--web.telemetry-path",
     "--web.scrape-timeout-offset",
+    "--web.config.file",
+    "--web.max-connections",
+    "--probe.allowed-targets",
     "--collector.max-connections",
     "--log.level",
     "--log.format",
@@ -104,6 +129,9 @@ pub struct Config {
     pub listen_address: String,
     pub telemetry_path: String,
     pub scrape_timeout_offset: Duration,
+    pub web_config_file: Option<PathBuf>,
+    pub web_max_connections: usize,
+    pub probe_allowed_targets: Vec<TargetPattern>,
     pub max_connections: usize,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -307,6 +335,71 @@ impl Config {
             ));
         }
 
+        let client_cert = match (&args.pool_client_cert_file, &args.pool_client_key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => {
+                for (flag, path) in [
+                    ("--pool.client-cert-file", cert),
+                    ("--pool.client-key-file", key),
+                ] {
+                    std::fs::metadata(path)
+                        .map_err(|e| flag_error(flag, path, format!("cannot read: {e}")))?;
+                }
+                Some((PathBuf::from(cert), PathBuf::from(key)))
+            }
+            (Some(cert), None) => {
+                return Err(flag_error(
+                    "--pool.client-cert-file",
+                    cert,
+                    "needs --pool.client-key-file too",
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(flag_error(
+                    "--pool.client-key-file",
+                    key,
+                    "needs --pool.client-cert-file too",
+                ))
+            }
+        };
+        if let Some(name) = &args.pool_tls_server_name {
+            if base_url.scheme() != "https" {
+                return Err(flag_error(
+                    "--pool.tls-server-name",
+                    name,
+                    "only applies to an https --pool.url",
+                ));
+            }
+            if name.is_empty() || name.contains(['/', ':', '@', ' ']) {
+                return Err(flag_error(
+                    "--pool.tls-server-name",
+                    name,
+                    "expected a DNS name",
+                ));
+            }
+        }
+
+        let web_config_file = args.web_config_file.map(PathBuf::from);
+        let web_max_connections = match &args.web_max_connections {
+            None => 64,
+            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+                flag_error(
+                    "--web.max-connections",
+                    v,
+                    "expected a whole number above 0",
+                )
+            })?,
+        };
+        let probe_allowed_targets = match &args.probe_allowed_targets {
+            None => Vec::new(),
+            Some(v) => v
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(str::parse)
+                .collect::<Result<Vec<TargetPattern>, String>>()
+                .map_err(|r| flag_error("--probe.allowed-targets", v, r))?,
+        };
+
         let max_connections = match &args.collector_max_connections {
             None => 1000,
             Some(v) => v.parse::<usize>().map_err(|_| {
@@ -334,11 +427,16 @@ impl Config {
                 connect_timeout: pool_timeout,
                 max_body_bytes,
                 ca_file: args.pool_ca_file.map(PathBuf::from),
+                client_cert,
+                tls_server_name: args.pool_tls_server_name,
             },
             pool_timeout,
             listen_address,
             telemetry_path,
             scrape_timeout_offset,
+            web_config_file,
+            web_max_connections,
+            probe_allowed_targets,
             max_connections,
             log_level,
             log_format,

@@ -114,6 +114,15 @@ pub enum ClientBuildError {
     },
     #[error("CA file {path} holds no usable PEM certificate: {detail}")]
     CaParse { path: String, detail: String },
+    #[error("cannot read client certificate or key {path}: {source}")]
+    IdentityFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("client certificate and key do not form a usable identity: {0}")]
+    Identity(String),
+    #[error("cannot resolve {host} for --pool.tls-server-name: {detail}")]
+    Resolve { host: String, detail: String },
     #[error("cannot build the HTTP client: {0}")]
     Build(String),
 }
@@ -125,6 +134,11 @@ pub struct PoolClientConfig {
     pub connect_timeout: Duration,
     pub max_body_bytes: u64,
     pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS with the pool.
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Name to verify the pool's certificate against (and send as SNI)
+    /// instead of the URL's host, which is still what we connect to.
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Clone)]
@@ -178,19 +192,79 @@ impl PoolClient {
             }
             builder = builder.tls_certs_only(certs);
         }
+        if let Some((cert, key)) = &config.client_cert {
+            let read = |path: &std::path::PathBuf| {
+                std::fs::read(path).map_err(|source| ClientBuildError::IdentityFile {
+                    path: path.display().to_string(),
+                    source,
+                })
+            };
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend_from_slice(&read(key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| ClientBuildError::Identity(e.to_string()))?;
+            builder = builder.identity(identity);
+        }
+        let mut base_url = config.base_url.clone();
+        if let Some(name) = &config.tls_server_name {
+            // Verify and send SNI for `name` while connecting to the URL's
+            // own address: the URL gets `name` as host and the resolver
+            // maps `name` to the original host's addresses.
+            let host = config.base_url.host_str().unwrap_or_default().to_owned();
+            let port = config.base_url.port_or_known_default().unwrap_or(443);
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map_err(|e| ClientBuildError::Resolve {
+                        host: host.clone(),
+                        detail: e.to_string(),
+                    })?
+                    .collect();
+            base_url
+                .set_host(Some(name))
+                .map_err(|e| ClientBuildError::Resolve {
+                    host: name.clone(),
+                    detail: e.to_string(),
+                })?;
+            builder = builder.resolve_to_addrs(name, &addrs);
+        }
         let http = builder
             .build()
             .map_err(|e| ClientBuildError::Build(e.to_string()))?;
-        let urls = Document::ALL.map(|doc| document_url(&config.base_url, doc));
+        let mut client =
+            Self::with_http(http, &base_url, config.token.clone(), config.max_body_bytes);
+        // Show the address actually used, not the verification name.
+        client.display_base = redact_url(&config.base_url);
+        Ok(client)
+    }
+
+    fn with_http(
+        http: reqwest::Client,
+        base_url: &Url,
+        token: Option<String>,
+        max_body_bytes: u64,
+    ) -> Self {
+        let urls = Document::ALL.map(|doc| document_url(base_url, doc));
         let display_urls = urls.clone().map(|u| redact_url(&u));
-        Ok(Self {
+        Self {
             http,
             urls,
             display_urls,
-            display_base: redact_url(&config.base_url),
-            token: config.token.clone(),
-            max_body_bytes: config.max_body_bytes,
-        })
+            display_base: redact_url(base_url),
+            token,
+            max_body_bytes,
+        }
+    }
+
+    /// A client for another pool sharing this one's connection pool, TLS
+    /// settings, token and limits (used by `/probe`).
+    pub fn for_base_url(&self, base_url: Url) -> Self {
+        Self::with_http(
+            self.http.clone(),
+            &base_url,
+            self.token.clone(),
+            self.max_body_bytes,
+        )
     }
 
     /// The pool's base URL, safe to show.
