@@ -1,12 +1,14 @@
 //! A simulated SecureChannelPool for demos, tests and benchmarks.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use argh::FromArgs;
 use secure_channel_exporter::cli::{normalize_args, parse_duration, parse_listen_address};
 use secure_channel_exporter::logging::{self, LogFormat, LogLevel};
-use secure_channel_exporter::server::shutdown_signal;
+use secure_channel_exporter::server::{shutdown_signal, ServeOptions};
 use secure_channel_exporter::sim::{self, SimConfig, SimHandle, SimPool, TimeFormat};
+use secure_channel_exporter::web::WebConfigWatcher;
 
 /// A simulated SecureChannelPool speaking the pool's wire format, with faults
 /// switchable at run time: PUT/DELETE /sim/faults/NAME, PUT
@@ -43,6 +45,9 @@ struct SimArgs {
     /// also report optional fields (is_healthy, remote_addr, last_updated, error_rate)
     #[argh(switch)]
     extended: bool,
+    /// exporter-toolkit web config file: serve https (and require client certificates) like a TLS-fronted pool
+    #[argh(option)]
+    web_config_file: Option<String>,
     /// seed of the simulation's random numbers (default 1)
     #[argh(option, default = "1")]
     seed: u64,
@@ -83,6 +88,14 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(format!("invalid --web.listen-address: {e}")),
     };
+    let web = match args
+        .web_config_file
+        .map(|f| WebConfigWatcher::new(f.into()))
+    {
+        None => None,
+        Some(Ok(w)) => Some(w),
+        Some(Err(e)) => return fail(e.to_string()),
+    };
     logging::init(LogLevel::Info, LogFormat::Logfmt);
     let config = SimConfig {
         endpoint: args.endpoint,
@@ -113,7 +126,11 @@ fn main() -> ExitCode {
             .unwrap_or(address);
         tracing::info!(address = %local, "listening");
         let handle = SimHandle::new(SimPool::new(config, sim::server::now_unix()));
-        sim::serve(listener, handle, tick, shutdown_signal()).await;
+        let options = ServeOptions {
+            web: web.map(Arc::new),
+            ..ServeOptions::default()
+        };
+        sim::serve_with(listener, handle, tick, shutdown_signal(), options).await;
         ExitCode::SUCCESS
     })
 }

@@ -8,4 +8,4 @@ pub mod server;
 
 pub use faults::{Fault, FaultSpec};
 pub use pool::{SimConfig, SimPool, TimeFormat};
-pub use server::{serve, SimHandle};
+pub use server::{serve, serve_with, SimHandle};

@@ -68,13 +68,29 @@ impl SimHandle {
         doc: Document,
         req: &Request<Incoming>,
     ) -> Result<Response<Body>, Dropped> {
-        let fault =
-            |f: Fault| self.with_pool(|p| p.fault(f).filter(|s| s.applies_to(doc)).cloned());
+        // One look at the state per request rather than one per fault: under
+        // 64 concurrent scrapers the lock is the simulator's hot spot.
+        let (faults, token_ok) = self.with_pool(|p| {
+            p.count_request(doc);
+            let faults: Vec<(Fault, u64)> = p
+                .faults()
+                .iter()
+                .filter(|(_, spec)| spec.applies_to(doc))
+                .map(|(f, spec)| (*f, spec.delay_ms))
+                .collect();
+            let token_ok = doc == Document::Health
+                || p.config.token.as_deref().is_none_or(|t| {
+                    req.headers().get("x-auth-token").map(HeaderValue::as_bytes)
+                        == Some(t.as_bytes())
+                });
+            (faults, token_ok)
+        });
+        let fault = |f: Fault| faults.iter().find(|(g, _)| *g == f).map(|(_, d)| *d);
         if fault(Fault::Down).is_some() {
             return Err(Dropped);
         }
-        if let Some(spec) = fault(Fault::Slow) {
-            tokio::time::sleep(Duration::from_millis(spec.delay_ms)).await;
+        if let Some(delay_ms) = fault(Fault::Slow) {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
         if fault(Fault::Http500).is_some() {
             return Ok(html(
@@ -82,11 +98,6 @@ impl SimHandle {
                 "500 Internal Server Error",
             ));
         }
-        let token = self.with_pool(|p| p.config.token.clone());
-        let token_ok = doc == Document::Health
-            || token.as_deref().is_none_or(|t| {
-                req.headers().get("x-auth-token").map(HeaderValue::as_bytes) == Some(t.as_bytes())
-            });
         if fault(Fault::Unauthorized).is_some() || !token_ok {
             return Ok(respond(
                 StatusCode::UNAUTHORIZED,
@@ -98,31 +109,31 @@ impl SimHandle {
             return Ok(html(StatusCode::OK, "Service temporarily unavailable"));
         }
 
-        let (code, content_type, body) = self.with_pool(|p| match doc {
-            Document::Status => (200, Some("application/json"), p.status_json()),
-            Document::Health => {
-                let (code, body) = p.health();
-                (code, Some("application/json"), body)
-            }
+        let (code, body) = self.with_pool(|p| p.document(doc));
+        let content_type = match doc {
+            Document::Status | Document::Health => Some("application/json"),
             // The real pool sends its exposition with no Content-Type.
-            Document::Metrics => (200, None, p.metrics_text()),
-        });
+            Document::Metrics => None,
+        };
         let body = if fault(Fault::Malformed).is_some() {
             malformed(doc)
         } else if fault(Fault::Truncated).is_some() {
-            let mut cut = body.len() / 2;
-            while !body.is_char_boundary(cut) {
+            // Documents are ASCII except for a hostile endpoint; cut on a
+            // character boundary so the body stays valid UTF-8.
+            let text = String::from_utf8_lossy(&body);
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
                 cut -= 1;
             }
-            Bytes::from(body[..cut].to_owned())
+            Bytes::from(text[..cut].to_owned())
         } else if fault(Fault::Oversized).is_some() {
             // Leading blanks keep it a valid document, just far too big.
             let mut big = Vec::with_capacity(OVERSIZED_BYTES + body.len());
             big.resize(OVERSIZED_BYTES, b' ');
-            big.extend_from_slice(body.as_bytes());
+            big.extend_from_slice(&body);
             Bytes::from(big)
         } else {
-            Bytes::from(body)
+            body
         };
         let code = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
         Ok(respond(code, content_type, body))
@@ -225,6 +236,25 @@ pub async fn serve(
     tick: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    serve_with(
+        listener,
+        handle,
+        tick,
+        shutdown,
+        crate::server::ServeOptions::default(),
+    )
+    .await;
+}
+
+/// [`serve`] with listener options, e.g. TLS from a web-config file (so
+/// tests can stand up an https pool that requires client certificates).
+pub async fn serve_with(
+    listener: TcpListener,
+    handle: SimHandle,
+    tick: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+    options: crate::server::ServeOptions,
+) {
     let steady = handle.with_pool(|p| p.config.steady);
     let ticker = (!steady).then(|| {
         let handle = handle.clone();
@@ -238,7 +268,7 @@ pub async fn serve(
         })
     });
     let handler = move |req: Request<Incoming>| handle.clone().handle(req);
-    crate::server::serve(listener, handler, shutdown).await;
+    crate::server::serve_with(listener, handler, shutdown, options).await;
     if let Some(t) = ticker {
         t.abort();
     }

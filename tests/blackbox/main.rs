@@ -1,7 +1,9 @@
 //! Black-box tests: the real binaries on loopback ports, scraped over HTTP.
 
+mod certs;
 mod cli;
 mod common;
 mod faults;
 mod lifecycle;
 mod scrape;
+mod security;
