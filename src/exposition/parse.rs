@@ -29,9 +29,10 @@ impl ParsedExposition {
 pub fn parse(text: &str) -> ParsedExposition {
     let mut parser = Parser::default();
     for line in text.split('\n') {
-        let line = line.strip_suffix('\r').unwrap_or(line);
+        // A CRLF line keeps its '\r' here: sample and TYPE lines tolerate it
+        // as trailing whitespace, and HELP text may legitimately hold one.
         let line = line.trim_start_matches([' ', '\t']);
-        if line.is_empty() {
+        if line.trim_end_matches('\r').is_empty() {
             continue;
         }
         let ok = if let Some(comment) = line.strip_prefix('#') {
@@ -85,7 +86,7 @@ impl Parser {
             }
             "TYPE" => {
                 let (name, rest) = split_token(rest);
-                let (word, trailing) = split_token(rest);
+                let (word, trailing) = split_token(rest.trim_end_matches('\r'));
                 let Some(kind) = MetricType::from_type_word(word) else {
                     return false;
                 };
