@@ -1,19 +1,29 @@
 //! One scrape end to end: fetch the pool's three documents concurrently
 //! within the deadline, keep the counters that live across scrapes, and
 //! render the translation in the negotiated format.
+//!
+//! Scrapes that arrive while a fetch is in flight share it instead of
+//! sending the pool three more requests each (several Prometheus replicas
+//! scraping at once, or a retry storm, cost the pool one fetch per
+//! document), and they share its rendering too. Nothing outlives the
+//! scrapes that use it: a scrape arriving after the fetch completed starts
+//! a new one, so what is served is never older than the scrape itself.
 
 use std::future::Future;
-use std::sync::Mutex;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exposition::encode::Encoder;
 use crate::exposition::Format;
 use crate::pool::client::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::translate::{
-    translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
+    encode_scrape, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
 
 /// How long a status fetch vouches for readiness before `/ready` asks again.
@@ -26,6 +36,79 @@ pub struct Collector {
     counters: Mutex<SourceCounters>,
     last_endpoint: Mutex<Option<String>>,
     last_status: Mutex<Option<StatusCheck>>,
+    /// The fetch in flight, for scrapes that arrive meanwhile to join.
+    in_flight: Mutex<Option<Flight>>,
+    next_flight: AtomicU64,
+}
+
+struct Flight {
+    id: u64,
+    deadline: Instant,
+    /// Scrapes that joined it so far.
+    joiners: Arc<AtomicUsize>,
+    /// `None` until the fetch completes; closed without a value when the
+    /// scrape that drove it was cancelled.
+    result: watch::Receiver<Option<Arc<Collected>>>,
+}
+
+/// The documents of one fetch, shared by every scrape that joined it,
+/// with the renderings made of them so far.
+pub struct Collected {
+    snapshot: Snapshot,
+    /// Scrapes answered with it; a lone scrape skips the shared rendering.
+    sharers: usize,
+    /// One per format, reused while the counters and fallback endpoint it
+    /// was made with still hold.
+    rendered: Mutex<[Option<Rendered>; 2]>,
+}
+
+struct Rendered {
+    counters: SourceCounters,
+    fallback: Option<String>,
+    body: Arc<String>,
+}
+
+impl Collected {
+    /// `sharers`: how many scrapes will be answered with it.
+    pub fn new(snapshot: Snapshot, sharers: usize) -> Self {
+        Self {
+            snapshot,
+            sharers,
+            rendered: Mutex::new([None, None]),
+        }
+    }
+}
+
+impl Deref for Collected {
+    type Target = Snapshot;
+    fn deref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+/// Lets a rendering shared by several responses be sent without a copy.
+struct SharedBody(Arc<String>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// Clears the in-flight slot when the fetch that owns it ends or is
+/// cancelled, so that waiting scrapes never wait on a fetch nobody drives.
+struct FlightGuard<'a> {
+    slot: &'a Mutex<Option<Flight>>,
+    id: u64,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|f| f.id == self.id) {
+            *slot = None;
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +136,8 @@ impl Collector {
             counters: Mutex::new(SourceCounters::default()),
             last_endpoint: Mutex::new(None),
             last_status: Mutex::new(None),
+            in_flight: Mutex::new(None),
+            next_flight: AtomicU64::new(0),
         }
     }
 
@@ -64,9 +149,69 @@ impl Collector {
         self.pool_timeout
     }
 
+    /// The pool's three documents for a scrape that must be answered by
+    /// `deadline`: the fetch already in flight when there is one that ends
+    /// no later than `deadline`, else a new fetch.
+    ///
+    /// A scrape with a shorter deadline than the fetch in flight starts its
+    /// own rather than wait past its deadline or be answered with sources
+    /// marked as timed out that never were: it asks the pool as a lone
+    /// scrape would. Later arrivals join the newest fetch that fits them.
+    pub async fn collect(&self, deadline: Instant) -> Arc<Collected> {
+        loop {
+            let joined = {
+                let mut slot = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+                match slot.as_ref() {
+                    Some(flight) if flight.deadline <= deadline => {
+                        flight.joiners.fetch_add(1, Ordering::Relaxed);
+                        Ok(flight.result.clone())
+                    }
+                    _ => {
+                        let (tx, rx) = watch::channel(None);
+                        let id = self.next_flight.fetch_add(1, Ordering::Relaxed);
+                        let joiners = Arc::new(AtomicUsize::new(0));
+                        *slot = Some(Flight {
+                            id,
+                            deadline,
+                            joiners: joiners.clone(),
+                            result: rx,
+                        });
+                        Err((id, joiners, tx))
+                    }
+                }
+            };
+            match joined {
+                Ok(mut result) => match result.wait_for(Option::is_some).await {
+                    Ok(done) => {
+                        if let Some(collected) = done.as_ref() {
+                            return collected.clone();
+                        }
+                    }
+                    // The scrape driving it went away (its client hung up):
+                    // look again, most likely to drive a fetch of our own.
+                    Err(_) => continue,
+                },
+                Err((id, joiners, tx)) => {
+                    let guard = FlightGuard {
+                        slot: &self.in_flight,
+                        id,
+                    };
+                    let snapshot = self.fetch_all(deadline).await;
+                    // Close the slot before publishing: a scrape arriving from
+                    // now on must not be handed this result.
+                    drop(guard);
+                    let sharers = 1 + joiners.load(Ordering::Relaxed);
+                    let collected = Arc::new(Collected::new(snapshot, sharers));
+                    let _ = tx.send(Some(collected.clone()));
+                    return collected;
+                }
+            }
+        }
+    }
+
     /// Fetches the three documents concurrently; each failure is counted,
     /// logged and recorded in the snapshot, never propagated.
-    pub async fn collect(&self, deadline: Instant) -> Snapshot {
+    async fn fetch_all(&self, deadline: Instant) -> Snapshot {
         let (status, health, metrics) = tokio::join!(
             timed(self.client.status(deadline)),
             timed(self.client.health(deadline)),
@@ -128,8 +273,25 @@ impl Collector {
         });
     }
 
-    /// Renders a snapshot with the counters as they stand now.
-    pub fn render(&self, snapshot: &Snapshot, format: Format) -> String {
+    /// Renders a scrape with the counters as they stand now.
+    pub fn render(&self, collected: &Collected, format: Format) -> String {
+        if collected.sharers == 1 {
+            let (counters, fallback) = self.render_inputs();
+            return self.encode(collected, &counters, fallback.as_deref(), format);
+        }
+        String::clone(&self.render_shared(collected, format))
+    }
+
+    /// [`render`](Self::render) without a copy of the text: the scrapes
+    /// that joined one fetch send the same buffer.
+    pub fn render_bytes(&self, collected: &Collected, format: Format) -> Bytes {
+        if collected.sharers == 1 {
+            return Bytes::from(self.render(collected, format));
+        }
+        Bytes::from_owner(SharedBody(self.render_shared(collected, format)))
+    }
+
+    fn render_inputs(&self) -> (SourceCounters, Option<String>) {
         let counters = self
             .counters
             .lock()
@@ -140,27 +302,48 @@ impl Collector {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        (counters, fallback)
+    }
+
+    fn encode(
+        &self,
+        snapshot: &Snapshot,
+        counters: &SourceCounters,
+        fallback: Option<&str>,
+        format: Format,
+    ) -> String {
         let options = TranslateOptions {
             max_connections: self.max_connections,
-            fallback_endpoint: fallback.as_deref(),
+            fallback_endpoint: fallback,
             build: &BuildInfo::CURRENT,
         };
-        let translation = translate(snapshot, &counters, &options);
-        let series: usize = translation
-            .own
-            .iter()
-            .map(|f| f.samples.len())
-            .sum::<usize>()
-            + translation
-                .native
-                .iter()
-                .map(|f| f.samples.len())
-                .sum::<usize>();
-        let mut encoder = Encoder::new(format, 4096 + series * 96);
-        encoder.families(&translation.own);
-        encoder.families(&crate::process::families());
-        encoder.families(translation.native.iter().copied());
-        encoder.finish()
+        encode_scrape(
+            snapshot,
+            counters,
+            &options,
+            &crate::process::families(),
+            format,
+        )
+    }
+
+    fn render_shared(&self, collected: &Collected, format: Format) -> Arc<String> {
+        let (counters, fallback) = self.render_inputs();
+        // Held while rendering, so that scrapes of one fetch render it once
+        // between them rather than each in turn.
+        let mut rendered = collected.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut rendered[usize::from(format == Format::OpenMetrics)];
+        if let Some(done) = slot {
+            if done.counters == counters && done.fallback == fallback {
+                return done.body.clone();
+            }
+        }
+        let body = Arc::new(self.encode(collected, &counters, fallback.as_deref(), format));
+        *slot = Some(Rendered {
+            counters,
+            fallback,
+            body: body.clone(),
+        });
+        body
     }
 
     /// Ready when the latest status fetch succeeded; a result older than
@@ -198,4 +381,159 @@ async fn timed<T>(fut: impl Future<Output = T>) -> (T, Duration) {
     let start = Instant::now();
     let out = fut.await;
     (out, start.elapsed())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::{self, FaultSpec, SimConfig, SimHandle, SimPool};
+
+    struct Pool {
+        handle: SimHandle,
+        url: String,
+        _stop: tokio::sync::oneshot::Sender<()>,
+    }
+
+    async fn start_pool() -> Pool {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let config = SimConfig {
+            steady: true,
+            connections: 20,
+            ..SimConfig::default()
+        };
+        let handle = SimHandle::new(SimPool::new(config, sim::server::now_unix()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(sim::serve(
+            listener,
+            handle.clone(),
+            Duration::from_secs(1),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Pool {
+            handle,
+            url,
+            _stop: stop,
+        }
+    }
+
+    impl Pool {
+        /// Every pool document answers after `ms`.
+        fn slow(&self, ms: u64) {
+            let spec = FaultSpec {
+                delay_ms: ms,
+                ..FaultSpec::all_documents()
+            };
+            self.handle
+                .with_pool(|p| p.set_fault(sim::Fault::Slow, Some(spec)));
+        }
+
+        fn requests(&self) -> [u64; 3] {
+            self.handle.with_pool(|p| p.requests())
+        }
+    }
+
+    /// Built the way the binary builds it, from flags.
+    fn collector(pool: &Pool) -> Arc<Collector> {
+        let argv = crate::cli::normalize_args(["--pool.url".to_owned(), pool.url.clone()]);
+        let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let args = <crate::cli::Args as argh::FromArgs>::from_args(&["exporter"], &strs).unwrap();
+        let config = crate::cli::Config::from_args(args, |_| None).unwrap();
+        let client = PoolClient::new(&config.pool).unwrap();
+        Arc::new(Collector::new(client, 1000, Duration::from_secs(5)))
+    }
+
+    fn requests_counted(c: &Collector) -> [u64; 3] {
+        c.counters.lock().unwrap().requests
+    }
+
+    fn spawn_collect(
+        c: &Arc<Collector>,
+        budget: Duration,
+    ) -> tokio::task::JoinHandle<Arc<Collected>> {
+        let c = c.clone();
+        tokio::spawn(async move { c.collect(Instant::now() + budget).await })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_scrapes_share_one_fetch_and_one_rendering() {
+        let pool = start_pool().await;
+        pool.slow(300);
+        let c = collector(&pool);
+        let first = spawn_collect(&c, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let joiners: Vec<_> = (0..15)
+            .map(|_| spawn_collect(&c, Duration::from_secs(5)))
+            .collect();
+        let first = first.await.unwrap();
+        assert!(first.status.result.is_ok());
+        for j in joiners {
+            assert!(Arc::ptr_eq(&j.await.unwrap(), &first));
+        }
+        assert_eq!(pool.requests(), [1, 1, 1]);
+        assert_eq!(requests_counted(&c), [1, 1, 1]);
+        assert_eq!(first.sharers, 16);
+
+        let text = c.render(&first, Format::PrometheusText);
+        let shared = c.render_bytes(&first, Format::PrometheusText);
+        assert_eq!(text.as_bytes(), &shared[..]);
+        assert!(
+            text.contains("secure_channel_exporter_source_requests_total{source=\"status\"} 1\n")
+        );
+        assert!(c.render(&first, Format::OpenMetrics).ends_with("# EOF\n"));
+
+        // Arriving after it completed: a fetch of its own, never the old one.
+        pool.slow(0);
+        let later = c.collect(Instant::now() + Duration::from_secs(5)).await;
+        assert!(!Arc::ptr_eq(&later, &first));
+        assert_eq!(pool.requests(), [2, 2, 2]);
+        assert_eq!(later.sharers, 1);
+        // The counters moved, so the earlier scrape's rendering is redone.
+        assert!(c
+            .render(&first, Format::PrometheusText)
+            .contains("secure_channel_exporter_source_requests_total{source=\"status\"} 2\n"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_shorter_deadline_does_not_wait_for_a_longer_fetch() {
+        let pool = start_pool().await;
+        pool.slow(1500);
+        let c = collector(&pool);
+        let long = spawn_collect(&c, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let start = std::time::Instant::now();
+        let short = c.collect(Instant::now() + Duration::from_millis(200)).await;
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(1000), "waited {took:?}");
+        assert_eq!(
+            short.status.result.as_ref().err(),
+            Some(&FailureReason::Timeout)
+        );
+        // Its own fetch reached the pool; fetches are counted as they end.
+        assert_eq!(pool.requests(), [2, 2, 2]);
+        assert_eq!(requests_counted(&c), [1, 1, 1]);
+        let long = long.await.unwrap();
+        assert!(long.status.result.is_ok());
+        assert_eq!(requests_counted(&c), [2, 2, 2]);
+        assert!(!Arc::ptr_eq(&long, &short));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_joiner_survives_the_cancelled_scrape_it_joined() {
+        let pool = start_pool().await;
+        pool.slow(300);
+        let c = collector(&pool);
+        let leader = spawn_collect(&c, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let joiner = spawn_collect(&c, Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Prometheus gave up on the first scrape: its fetch is dropped.
+        leader.abort();
+        let collected = joiner.await.unwrap();
+        assert!(collected.status.result.is_ok());
+        assert_eq!(pool.requests(), [2, 2, 2]);
+        assert!(c.in_flight.lock().unwrap().is_none());
+    }
 }

@@ -6,7 +6,8 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::exposition::{Label, MetricFamily, MetricType, ParsedExposition};
+use crate::exposition::encode::{escape_into, write_value, Encoder};
+use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
 use crate::pool::client::{Document, FailureReason};
 use crate::pool::{Connection, Health, PoolStatus};
 
@@ -154,57 +155,133 @@ pub fn translate<'a>(
     counters: &SourceCounters,
     options: &TranslateOptions<'_>,
 ) -> Translation<'a> {
-    let endpoint = snapshot.endpoint().or(options.fallback_endpoint);
-    let mut own = Vec::with_capacity(OWN_FAMILY_NAMES.len());
-
-    own.push(
-        gauge(
-            "secure_channel_up",
-            "1 if the pool's status document was fetched and decoded in this scrape, 0 otherwise.",
-        )
-        .with_sample(vec![], bool_value(snapshot.status.result.is_ok())),
-    );
-
-    let mut omitted = 0;
-    if let Ok(status) = &snapshot.status.result {
-        omitted = pool_families(status, options.max_connections, &mut own);
+    let parts = Parts::new(snapshot, counters, options);
+    let mut own = parts.head;
+    if let Some(connections) = &parts.connections {
+        own.extend(connections.families());
     }
-
-    if let Ok(health) = &snapshot.health.result {
-        if let Some(healthy) = health.is_healthy() {
-            let labels = endpoint.map(|e| vec![l("endpoint", e)]).unwrap_or_default();
-            own.push(
-                gauge(
-                    "secure_channel_pool_healthy",
-                    "1 if the pool's /healthz reports it healthy, 0 if unhealthy (a 503 answer is data, not a failure).",
-                )
-                .with_sample(labels, bool_value(healthy)),
-            );
-        }
+    own.extend(parts.tail);
+    Translation {
+        own,
+        native: parts.native,
     }
-
-    let (native, dropped_collision) = match &snapshot.metrics.result {
-        Ok(parsed) => pass_through(parsed),
-        Err(_) => (Vec::new(), 0),
-    };
-    exporter_families(
-        snapshot,
-        counters,
-        omitted,
-        dropped_collision,
-        options.build,
-        &mut own,
-    );
-    Translation { own, native }
 }
 
-/// Pool and per-connection families; returns how many connections the
-/// cardinality cap left out.
-fn pool_families(
-    status: &PoolStatus,
-    max_connections: usize,
-    out: &mut Vec<MetricFamily>,
-) -> usize {
+/// The complete exposition of one scrape: our families, then `extra` (the
+/// process metrics), then the native families passed through.
+///
+/// The text is exactly what [`translate`] followed by an [`Encoder`] over
+/// `own`, `extra` and `native` writes, but the per-connection series (all
+/// but a few dozen of a large pool's) are written straight from the
+/// decoded status instead of becoming a [`MetricFamily`] each first: at
+/// 10,000 connections that is 40,000 samples, each with a name and labels
+/// of its own to allocate, copy and free.
+pub fn encode_scrape(
+    snapshot: &Snapshot,
+    counters: &SourceCounters,
+    options: &TranslateOptions<'_>,
+    extra: &[MetricFamily],
+    format: Format,
+) -> String {
+    let parts = Parts::new(snapshot, counters, options);
+    let small: usize = [&parts.head, &parts.tail]
+        .into_iter()
+        .flatten()
+        .chain(extra)
+        .chain(parts.native.iter().copied())
+        .map(|f| 128 + f.samples.len() * 128)
+        .sum();
+    let large = parts
+        .connections
+        .as_ref()
+        .map_or(0, ConnectionSeries::estimated_bytes);
+    let mut encoder = Encoder::new(format, small + large);
+    encoder.families(&parts.head);
+    if let Some(connections) = &parts.connections {
+        connections.encode(&mut encoder);
+    }
+    encoder.families(&parts.tail);
+    encoder.families(extra);
+    encoder.families(parts.native.iter().copied());
+    encoder.finish()
+}
+
+/// One scrape's families in exposition order, the per-connection ones
+/// still unbuilt.
+struct Parts<'a> {
+    /// `up` and the pool-level families.
+    head: Vec<MetricFamily>,
+    connections: Option<ConnectionSeries<'a>>,
+    /// Pool health and the exporter's own families.
+    tail: Vec<MetricFamily>,
+    native: Vec<&'a MetricFamily>,
+}
+
+impl<'a> Parts<'a> {
+    fn new(
+        snapshot: &'a Snapshot,
+        counters: &SourceCounters,
+        options: &TranslateOptions<'_>,
+    ) -> Self {
+        let endpoint = snapshot.endpoint().or(options.fallback_endpoint);
+        let mut head = Vec::with_capacity(8);
+        head.push(
+            gauge(
+                "secure_channel_up",
+                "1 if the pool's status document was fetched and decoded in this scrape, 0 otherwise.",
+            )
+            .with_sample(vec![], bool_value(snapshot.status.result.is_ok())),
+        );
+
+        let mut omitted = 0;
+        let mut connections = None;
+        if let Ok(status) = &snapshot.status.result {
+            pool_families(status, &mut head);
+            let (kept, left_out) = select_connections(&status.connections, options.max_connections);
+            omitted = left_out;
+            connections = Some(ConnectionSeries {
+                endpoint: &status.endpoint,
+                kept,
+            });
+        }
+
+        let mut tail = Vec::with_capacity(12);
+        if let Ok(health) = &snapshot.health.result {
+            if let Some(healthy) = health.is_healthy() {
+                let labels = endpoint.map(|e| vec![l("endpoint", e)]).unwrap_or_default();
+                tail.push(
+                    gauge(
+                        "secure_channel_pool_healthy",
+                        "1 if the pool's /healthz reports it healthy, 0 if unhealthy (a 503 answer is data, not a failure).",
+                    )
+                    .with_sample(labels, bool_value(healthy)),
+                );
+            }
+        }
+
+        let (native, dropped_collision) = match &snapshot.metrics.result {
+            Ok(parsed) => pass_through(parsed),
+            Err(_) => (Vec::new(), 0),
+        };
+        exporter_families(
+            snapshot,
+            counters,
+            omitted,
+            dropped_collision,
+            options.build,
+            &mut tail,
+        );
+        Parts {
+            head,
+            connections,
+            tail,
+            native,
+        }
+    }
+}
+
+/// Pool-level families of a fetched status document.
+fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
     let endpoint = status.endpoint.as_str();
     let ep = || vec![l("endpoint", endpoint)];
 
@@ -256,54 +333,164 @@ fn pool_families(
             .with_sample(ep(), p95 / 1000.0),
         );
     }
+}
 
-    let (kept, omitted) = select_connections(&status.connections, max_connections);
-    let mut errors = counter(
-        "secure_channel_connection_errors_total",
-        "Read/write errors on this connection since it opened.",
-    );
-    let mut reconnects = counter(
-        "secure_channel_connection_reconnects_total",
-        "Reconnects of this connection since it opened.",
-    );
-    let mut p95 = gauge(
-        "secure_channel_connection_p95_latency_seconds",
-        "p95 read/write latency of this connection in seconds (the pool's histogram resets hourly).",
-    );
-    let mut last_activity = gauge(
-        "secure_channel_connection_last_activity_timestamp_seconds",
-        "Unix time of the last read or write on this connection.",
-    );
-    let mut healthy = gauge(
-        "secure_channel_connection_healthy",
-        "1 if the pool reports this connection healthy, 0 if not (only for pools that report it).",
-    );
-    let mut info = gauge(
-        "secure_channel_connection_info",
-        "Remote address of this connection; the value is always 1 (only for pools that report it).",
-    );
-    for conn in kept {
-        let id = conn.connection_id.0.as_str();
-        let labels = || vec![l("endpoint", endpoint), l("connection_id", id)];
-        errors.push(labels(), conn.errors);
-        reconnects.push(labels(), conn.reconnects);
-        if let Some(v) = conn.p95_latency_ms {
-            p95.push(labels(), v / 1000.0);
+/// A per-connection family labelled `endpoint` and `connection_id`; its
+/// series is absent for a connection whose `value` is `None`.
+struct ConnectionFamily {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    value: fn(&Connection) -> Option<f64>,
+    /// Typical length of a value, to size the output buffer.
+    value_len: usize,
+}
+
+const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
+    ConnectionFamily {
+        name: "secure_channel_connection_errors_total",
+        help: "Read/write errors on this connection since it opened.",
+        kind: MetricType::Counter,
+        value: |c| Some(c.errors),
+        value_len: 4,
+    },
+    ConnectionFamily {
+        name: "secure_channel_connection_reconnects_total",
+        help: "Reconnects of this connection since it opened.",
+        kind: MetricType::Counter,
+        value: |c| Some(c.reconnects),
+        value_len: 2,
+    },
+    ConnectionFamily {
+        name: "secure_channel_connection_p95_latency_seconds",
+        help: "p95 read/write latency of this connection in seconds (the pool's histogram resets hourly).",
+        kind: MetricType::Gauge,
+        value: |c| c.p95_latency_ms.map(|v| v / 1000.0),
+        value_len: 6,
+    },
+    ConnectionFamily {
+        name: "secure_channel_connection_last_activity_timestamp_seconds",
+        help: "Unix time of the last read or write on this connection.",
+        kind: MetricType::Gauge,
+        value: |c| c.last_activity.map(|t| t.0),
+        value_len: 14,
+    },
+    ConnectionFamily {
+        name: "secure_channel_connection_healthy",
+        help: "1 if the pool reports this connection healthy, 0 if not (only for pools that report it).",
+        kind: MetricType::Gauge,
+        value: |c| c.is_healthy.map(bool_value),
+        value_len: 1,
+    },
+];
+
+const CONNECTION_INFO_NAME: &str = "secure_channel_connection_info";
+const CONNECTION_INFO_HELP: &str =
+    "Remote address of this connection; the value is always 1 (only for pools that report it).";
+
+/// The connections that survived the cap, with their pool's endpoint.
+struct ConnectionSeries<'a> {
+    endpoint: &'a str,
+    kept: Vec<&'a Connection>,
+}
+
+impl ConnectionSeries<'_> {
+    /// Every per-connection family, empty ones included.
+    fn families(&self) -> Vec<MetricFamily> {
+        let endpoint = self.endpoint;
+        let labels = |conn: &Connection| {
+            vec![
+                l("endpoint", endpoint),
+                l("connection_id", conn.connection_id.0.as_str()),
+            ]
+        };
+        let mut out: Vec<MetricFamily> = CONNECTION_FAMILIES
+            .iter()
+            .map(|spec| {
+                let mut family = MetricFamily::new(spec.name, spec.help, spec.kind);
+                for conn in &self.kept {
+                    if let Some(v) = (spec.value)(conn) {
+                        family.push(labels(conn), v);
+                    }
+                }
+                family
+            })
+            .collect();
+        let mut info = gauge(CONNECTION_INFO_NAME, CONNECTION_INFO_HELP);
+        for conn in &self.kept {
+            if let Some(addr) = &conn.remote_addr {
+                let mut with_addr = labels(conn);
+                with_addr.push(l("remote_addr", addr.as_str()));
+                info.push(with_addr, 1.0);
+            }
         }
-        if let Some(t) = conn.last_activity {
-            last_activity.push(labels(), t.0);
+        out.push(info);
+        out
+    }
+
+    fn estimated_bytes(&self) -> usize {
+        let per_series = self.endpoint.len() + 48;
+        let ids: usize = self.kept.iter().map(|c| c.connection_id.0.len()).sum();
+        CONNECTION_FAMILIES
+            .iter()
+            .map(|spec| {
+                512 + self.kept.len() * (spec.name.len() + per_series + spec.value_len) + ids
+            })
+            .sum::<usize>()
+    }
+
+    /// Writes the same text as encoding [`families`](Self::families), one
+    /// line at a time from a prefix shared by the whole family.
+    fn encode(&self, encoder: &mut Encoder) {
+        let mut endpoint = String::with_capacity(self.endpoint.len());
+        escape_into(&mut endpoint, self.endpoint, true);
+        let mut prefix = String::with_capacity(128);
+        for spec in &CONNECTION_FAMILIES {
+            if !self.kept.iter().any(|c| (spec.value)(c).is_some()) {
+                continue;
+            }
+            encoder.header(spec.name, spec.help, spec.kind);
+            line_prefix(&mut prefix, spec.name, &endpoint);
+            let out = encoder.buffer();
+            for conn in &self.kept {
+                if let Some(v) = (spec.value)(conn) {
+                    out.push_str(&prefix);
+                    escape_into(out, &conn.connection_id.0, true);
+                    out.push_str("\"} ");
+                    write_value(out, v);
+                    out.push('\n');
+                }
+            }
         }
-        if let Some(h) = conn.is_healthy {
-            healthy.push(labels(), bool_value(h));
-        }
-        if let Some(addr) = &conn.remote_addr {
-            let mut with_addr = labels();
-            with_addr.push(l("remote_addr", addr.as_str()));
-            info.push(with_addr, 1.0);
+        if self.kept.iter().any(|c| c.remote_addr.is_some()) {
+            encoder.header(
+                CONNECTION_INFO_NAME,
+                CONNECTION_INFO_HELP,
+                MetricType::Gauge,
+            );
+            line_prefix(&mut prefix, CONNECTION_INFO_NAME, &endpoint);
+            let out = encoder.buffer();
+            for conn in &self.kept {
+                if let Some(addr) = &conn.remote_addr {
+                    out.push_str(&prefix);
+                    escape_into(out, &conn.connection_id.0, true);
+                    out.push_str("\",remote_addr=\"");
+                    escape_into(out, addr, true);
+                    out.push_str("\"} 1\n");
+                }
+            }
         }
     }
-    out.extend([errors, reconnects, p95, last_activity, healthy, info]);
-    omitted
+}
+
+/// `name{endpoint="...",connection_id="`: what every line of a
+/// per-connection family starts with.
+fn line_prefix(prefix: &mut String, name: &str, escaped_endpoint: &str) {
+    prefix.clear();
+    prefix.push_str(name);
+    prefix.push_str("{endpoint=\"");
+    prefix.push_str(escaped_endpoint);
+    prefix.push_str("\",connection_id=\"");
 }
 
 /// Keeps at most `max` connections, preferring the worst (most errors, then
@@ -682,6 +869,86 @@ mod tests {
         let dropped = find(&t, "secure_channel_exporter_native_families_dropped");
         assert_eq!(value(dropped, &[("reason", "name_collision")]), 2.0);
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
+    }
+
+    /// The old two-step rendering that `encode_scrape` must reproduce.
+    fn two_step(
+        snap: &Snapshot,
+        counters: &SourceCounters,
+        options: &TranslateOptions,
+        extra: &[MetricFamily],
+        format: Format,
+    ) -> String {
+        let t = translate(snap, counters, options);
+        let mut encoder = Encoder::new(format, 0);
+        encoder.families(&t.own);
+        encoder.families(extra);
+        encoder.families(t.native.iter().copied());
+        encoder.finish()
+    }
+
+    fn sim_snapshot(config: crate::sim::SimConfig) -> Snapshot {
+        let pool = crate::sim::SimPool::new(config, 1_764_072_000.0);
+        Snapshot {
+            status: ok(serde_json::from_str(&pool.status_json()).unwrap()),
+            health: ok(serde_json::from_str(&pool.health().1).unwrap()),
+            metrics: ok(parse(&pool.metrics_text())),
+        }
+    }
+
+    #[test]
+    fn streamed_encoding_matches_translate_then_encode() {
+        use crate::sim::{SimConfig, TimeFormat};
+        let extra =
+            [MetricFamily::new("process_x", "h", MetricType::Gauge).with_sample(vec![], 2.5)];
+        let mut counters = SourceCounters {
+            requests: [9, 8, 7],
+            ..SourceCounters::default()
+        };
+        counters.failures[1][2] = 3;
+        let mut snapshots = vec![
+            fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json")),
+            fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json")),
+            sim_snapshot(SimConfig {
+                connections: 300,
+                extended: true,
+                backend: Some("b".into()),
+                time_format: TimeFormat::Rfc3339,
+                ..SimConfig::default()
+            }),
+            sim_snapshot(SimConfig {
+                connections: 50,
+                endpoint: "re\"l\\ay\nü:443".into(),
+                time_format: TimeFormat::Unix,
+                ..SimConfig::default()
+            }),
+            sim_snapshot(SimConfig {
+                connections: 0,
+                ..SimConfig::default()
+            }),
+        ];
+        let mut broken = fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json"));
+        broken.status = failed(FailureReason::Decode);
+        broken.metrics = failed(FailureReason::Timeout);
+        snapshots.push(broken);
+        for snap in &snapshots {
+            for max in [0, 1, 100, 1000] {
+                for fallback in [None, Some("fallback:1")] {
+                    let options = TranslateOptions {
+                        max_connections: max,
+                        fallback_endpoint: fallback,
+                        build: &BuildInfo::CURRENT,
+                    };
+                    for format in [Format::PrometheusText, Format::OpenMetrics] {
+                        assert_eq!(
+                            encode_scrape(snap, &counters, &options, &extra, format),
+                            two_step(snap, &counters, &options, &extra, format),
+                            "max {max}, {format:?}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,10 @@ use std::fmt::Write;
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::faults::{Fault, FaultSpec};
+use crate::pool::client::Document;
 
 /// Upper bounds of the pool's native latency histogram, in ms, as written.
 pub const BUCKETS: [(f64, &str); 10] = [
@@ -113,6 +116,15 @@ pub struct SimPool {
     bucket_counts: [u64; 11],
     latency_sum: f64,
     faults: BTreeMap<Fault, FaultSpec>,
+    /// Each document as last rendered, indexed by `Document as usize`. A
+    /// real pool serves its documents from memory it already has; rendering
+    /// 10,000 connections on every request would make the benchmark's
+    /// "limit" measure the simulator's CPU instead of the I/O. Every method
+    /// that changes what a document says clears it.
+    rendered: [Option<(u16, Bytes)>; 3],
+    /// Requests received per document, whatever the answer, so tests and
+    /// benchmarks can see the load an exporter puts on the pool.
+    requests: [u64; 3],
 }
 
 impl SimPool {
@@ -129,6 +141,8 @@ impl SimPool {
             bucket_counts: [0; 11],
             latency_sum: 0.0,
             faults: BTreeMap::new(),
+            rendered: Default::default(),
+            requests: [0; 3],
         };
         let max_age = pool.config.max_age.as_secs_f64();
         for _ in 0..pool.config.connections {
@@ -186,6 +200,7 @@ impl SimPool {
     }
 
     pub fn set_fault(&mut self, fault: Fault, spec: Option<FaultSpec>) {
+        self.invalidate();
         match spec {
             Some(spec) => {
                 self.faults.insert(fault, spec);
@@ -197,10 +212,12 @@ impl SimPool {
     }
 
     pub fn clear_faults(&mut self) {
+        self.invalidate();
         self.faults.clear();
     }
 
     pub fn set_target_connections(&mut self, count: usize) {
+        self.invalidate();
         self.config.connections = count;
         if self.config.steady {
             self.conns.truncate(count);
@@ -221,6 +238,38 @@ impl SimPool {
         self.next_id
     }
 
+    fn invalidate(&mut self) {
+        self.rendered = Default::default();
+    }
+
+    /// Counts one request for `doc` received by the pool.
+    pub fn count_request(&mut self, doc: Document) {
+        self.requests[doc as usize] += 1;
+    }
+
+    /// Requests received so far, indexed by `Document as usize`.
+    pub fn requests(&self) -> [u64; 3] {
+        self.requests
+    }
+
+    /// The HTTP status and body of `doc` as the pool would answer now,
+    /// rendered once per state.
+    pub fn document(&mut self, doc: Document) -> (u16, Bytes) {
+        if let Some(cached) = &self.rendered[doc as usize] {
+            return cached.clone();
+        }
+        let fresh = match doc {
+            Document::Status => (200, Bytes::from(self.status_json())),
+            Document::Health => {
+                let (code, body) = self.health();
+                (code, Bytes::from(body))
+            }
+            Document::Metrics => (200, Bytes::from(self.metrics_text())),
+        };
+        self.rendered[doc as usize] = Some(fresh.clone());
+        fresh
+    }
+
     fn active(&self, fault: Fault) -> bool {
         self.faults.contains_key(&fault)
     }
@@ -231,6 +280,7 @@ impl SimPool {
         if dt <= 0.0 {
             return;
         }
+        self.invalidate();
         self.now = now;
         if self.config.steady {
             return;
@@ -501,6 +551,11 @@ impl SimPool {
             "steady": self.config.steady,
             "operations": self.bucket_counts.iter().sum::<u64>(),
             "faults": faults,
+            "requests": {
+                "status": self.requests[Document::Status as usize],
+                "health": self.requests[Document::Health as usize],
+                "metrics": self.requests[Document::Metrics as usize],
+            },
         })
     }
 }
@@ -653,6 +708,50 @@ mod tests {
         assert_eq!(before, p.status_json());
         p.set_target_connections(10);
         assert_eq!(p.connection_count(), 10);
+    }
+
+    #[test]
+    fn documents_are_rendered_once_per_state() {
+        let mut p = pool(SimConfig {
+            connections: 3,
+            ..SimConfig::default()
+        });
+        let (code, first) = p.document(Document::Status);
+        assert_eq!(code, 200);
+        assert_eq!(first, p.status_json());
+        let again = p.document(Document::Status).1;
+        assert_eq!(first.as_ptr(), again.as_ptr(), "served from the cache");
+
+        p.advance_to(T0 + 5.0);
+        let moved = p.document(Document::Status).1;
+        assert_ne!(moved, first);
+        assert_eq!(moved, p.status_json());
+        assert_eq!(p.document(Document::Metrics).1, p.metrics_text());
+
+        p.set_target_connections(5);
+        p.advance_to(T0 + 6.0);
+        let status: PoolStatus = serde_json::from_slice(&p.document(Document::Status).1).unwrap();
+        assert_eq!(status.connections.len(), 5);
+
+        p.set_fault(Fault::EmptyPool, Some(FaultSpec::all_documents()));
+        p.advance_to(T0 + 7.0);
+        assert_eq!(p.document(Document::Health).0, 503);
+        p.clear_faults();
+        p.advance_to(T0 + 8.0);
+        assert_eq!(p.document(Document::Health).0, 200);
+    }
+
+    #[test]
+    fn counts_requests_per_document() {
+        let mut p = pool(SimConfig::default());
+        p.count_request(Document::Status);
+        p.count_request(Document::Status);
+        p.count_request(Document::Metrics);
+        assert_eq!(p.requests(), [2, 0, 1]);
+        let state = p.state_json();
+        assert_eq!(state["requests"]["status"], 2);
+        assert_eq!(state["requests"]["health"], 0);
+        assert_eq!(state["requests"]["metrics"], 1);
     }
 
     #[test]
