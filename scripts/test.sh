@@ -19,6 +19,9 @@ fi
 echo "==> cargo test (unit tests and black-box tests of the binaries)"
 cargo test --locked --all-targets
 
+echo "==> soak (short): exporter RSS and fds level off under churn and faults"
+python3 scripts/soak.py --scrapes 1000 --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
+
 if [ -x scripts/test-dashboards-alerts.sh ]; then
   echo "==> dashboards and alerts against real Prometheus and Alertmanager"
   scripts/test-dashboards-alerts.sh
