@@ -169,7 +169,18 @@ pub fn dotted_help(help: &str) -> String {
     let mut text = help.to_owned();
     for dotted in DOTTED_FLAGS {
         let dashed = dotted.replace('.', "-");
-        text = text.replace(&format!("{dashed} "), &format!("{dotted} "));
+        let mut out = String::with_capacity(text.len());
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(&dashed) {
+            let after = &rest[at + dashed.len()..];
+            // Only whole flag names: `--pool-url` but not `--pool-url-x`.
+            let whole = !after.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '-');
+            out.push_str(&rest[..at]);
+            out.push_str(if whole { dotted } else { &dashed });
+            rest = after;
+        }
+        out.push_str(rest);
+        text = out;
     }
     text
 }
@@ -549,8 +560,13 @@ mod tests {
     fn help_shows_dotted_flags() {
         let early = Args::from_args(&["secure-channel-exporter"], &["--help"]).unwrap_err();
         let help = dotted_help(&early.output);
+        let options = help.split("Options:").nth(1).unwrap();
         for flag in DOTTED_FLAGS {
-            assert!(help.contains(flag), "{flag} missing from:\n{help}");
+            let listed = options
+                .lines()
+                .any(|l| l.trim_start().split_whitespace().next() == Some(flag));
+            assert!(listed, "{flag} not listed under Options:\n{help}");
         }
+        assert!(!options.contains("--pool-"), "{options}");
     }
 }
