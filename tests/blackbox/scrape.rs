@@ -206,6 +206,22 @@ async fn promtool_accepts_our_families() {
 }
 
 #[tokio::test]
+async fn promtool_parses_the_whole_text_exposition() {
+    let sim = sim(&["--connections", "3", "--extended"]);
+    let exp = exporter(&sim, &[]);
+    let s = scrape(&exp).await;
+    let complaints = promtool_check_metrics(&s.body);
+    // The only complaints allowed are naming lints on the pool's own
+    // families (e.g. "_ms" in secure_channel_latency_ms), never parse errors.
+    for line in complaints.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            NATIVE.iter().any(|n| line.starts_with(n)),
+            "promtool: {line}\n{complaints}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn hostile_label_values_are_escaped_in_both_formats() {
     let hostile = "re\"l\\ay\nü}{,= 443";
     let backend = "b\\\"\n\u{202e}x";
