@@ -269,12 +269,14 @@ impl Config {
             .pool_url
             .or_else(|| env(ENV_POOL_URL))
             .unwrap_or_else(|| DEFAULT_POOL_URL.to_owned());
+        // The URL may carry credentials: errors show it redacted.
+        let shown_url = crate::redact::redact_url_text(&url_text);
         let base_url = Url::parse(&url_text)
-            .map_err(|e| flag_error("--pool.url", &url_text, e.to_string()))?;
+            .map_err(|e| flag_error("--pool.url", &shown_url, e.to_string()))?;
         if !matches!(base_url.scheme(), "http" | "https") || base_url.host().is_none() {
             return Err(flag_error(
                 "--pool.url",
-                &url_text,
+                &shown_url,
                 "expected an http:// or https:// URL with a host",
             ));
         }
@@ -508,6 +510,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.pool.base_url.as_str(), "https://pool.internal:9443/");
         assert_eq!(c.pool.token.as_deref(), Some("tok"));
+        assert!(!format!("{c:?}").contains("\"tok\""), "{c:?}");
     }
 
     #[test]
@@ -515,6 +518,10 @@ mod tests {
         for (args, flag) in [
             (&["--pool.url", "not a url"][..], "--pool.url"),
             (&["--pool.url", "ftp://x"][..], "--pool.url"),
+            (
+                &["--pool.url", "http://u:secret@host:port"][..],
+                "redacted@host:port",
+            ),
             (&["--pool.timeout", "soon"][..], "--pool.timeout"),
             (&["--pool.timeout", "0s"][..], "--pool.timeout"),
             (

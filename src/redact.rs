@@ -15,6 +15,19 @@ pub fn redact_url(url: &Url) -> String {
     shown.to_string()
 }
 
+/// For text that did not parse as a URL: hides anything that looks like
+/// user info (`scheme://user:password@`).
+pub fn redact_url_text(text: &str) -> String {
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let authority_end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    match text[start..authority_end].rfind('@') {
+        Some(at) => format!("{}redacted{}", &text[..start], &text[start + at..]),
+        None => text.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -25,5 +38,14 @@ mod tests {
         let shown = redact_url(&url);
         assert_eq!(shown, "https://redacted@pool:9090/x");
         assert!(!shown.contains("s3cret") && !shown.contains("abc"));
+    }
+
+    #[test]
+    fn strips_user_info_from_unparsable_text() {
+        assert_eq!(
+            redact_url_text("http://bob:pa:ss@host:bad/x@y"),
+            "http://redacted@host:bad/x@y"
+        );
+        assert_eq!(redact_url_text("not a url"), "not a url");
     }
 }

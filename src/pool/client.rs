@@ -127,7 +127,7 @@ pub enum ClientBuildError {
     Build(String),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PoolClientConfig {
     pub base_url: Url,
     pub token: Option<String>,
@@ -139,6 +139,20 @@ pub struct PoolClientConfig {
     /// Name to verify the pool's certificate against (and send as SNI)
     /// instead of the URL's host, which is still what we connect to.
     pub tls_server_name: Option<String>,
+}
+
+impl std::fmt::Debug for PoolClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolClientConfig")
+            .field("base_url", &redact_url(&self.base_url))
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("connect_timeout", &self.connect_timeout)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("tls_server_name", &self.tls_server_name)
+            .finish()
+    }
 }
 
 #[derive(Clone)]
