@@ -571,7 +571,7 @@ mod tests {
         for flag in DOTTED_FLAGS {
             let listed = options
                 .lines()
-                .any(|l| l.trim_start().split_whitespace().next() == Some(flag));
+                .any(|l| l.split_whitespace().next() == Some(flag));
             assert!(listed, "{flag} not listed under Options:\n{help}");
         }
         assert!(!options.contains("--pool-"), "{options}");
