@@ -18,6 +18,7 @@ Ends with `RESULT passed=N failed=M`; exit status 1 when anything failed.
 """
 
 import argparse
+import concurrent.futures
 import glob
 import os
 import re
@@ -25,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 
 import yaml
 
@@ -143,18 +145,38 @@ def check_coverage(doc):
         for test in t.get("tests", []):
             for art in test.get("alert_rule_test", []) or []:
                 (firing if art.get("exp_alerts") else quiet).add(art["alertname"])
+    group_names = [g["name"] for g in doc["groups"]]
+    for path in TESTS:
+        with open(path, encoding="utf-8") as f:
+            t = yaml.safe_load(f)
+        check(t.get("group_eval_order") == group_names,
+              f"{os.path.relpath(path, REPO)} evaluates the groups in file order (group_eval_order), so results do not depend on promtool's random order",
+              f"group_eval_order is {t.get('group_eval_order')!r}")
     for a in alerts_of(doc):
         name = a["alert"]
         check(name in firing and name in quiet, f"{name}: unit tests cover it firing and staying quiet",
               f"firing={name in firing} quiet={name in quiet}")
 
 
-def promtool_test(workdir, rules_doc=None):
-    """Run the unit tests against rules_doc (default: the real file) in a scratch copy."""
+def test_files_by_alert():
+    """alertname -> the test files that test it (a mutation of an alert can only be caught there)."""
+    out = {}
+    for path in TESTS:
+        with open(path, encoding="utf-8") as f:
+            t = yaml.safe_load(f)
+        for test in t.get("tests", []):
+            for art in test.get("alert_rule_test", []) or []:
+                out.setdefault(art["alertname"], set()).add(path)
+    return out
+
+
+def promtool_test(workdir, rules_doc=None, files=None):
+    """Run the unit tests (default: all) against rules_doc (default: the real file) in a scratch copy."""
     if rules_doc is not None:
         with open(os.path.join(workdir, "secure-channel.rules.yml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(rules_doc, f, sort_keys=False, width=1000)
-    r = subprocess.run(["promtool", "test", "rules"] + [os.path.join("tests", os.path.basename(p)) for p in TESTS],
+    files = sorted(files or TESTS)
+    r = subprocess.run(["promtool", "test", "rules"] + [os.path.join("tests", os.path.basename(p)) for p in files],
                        cwd=workdir, capture_output=True, text=True)
     return r.returncode == 0, r.stdout + r.stderr
 
@@ -204,25 +226,42 @@ def mutations(doc):
                 yield f"{name}: `{op} {operand}` relaxed to `{new_op} {new_operand}`", with_rule(r2)
 
 
-def check_mutations(doc):
-    work = tempfile.mkdtemp(prefix="secure-channel-rules-mutation-")
+def check_mutations(doc, workers=2):
+    base = tempfile.mkdtemp(prefix="secure-channel-rules-mutation-")
     try:
-        shutil.copytree(os.path.join(HERE, "tests"), os.path.join(work, "tests"))
-        ok, out = promtool_test(work, doc)
+        dirs = []
+        for i in range(workers):
+            d = os.path.join(base, str(i))
+            shutil.copytree(os.path.join(HERE, "tests"), os.path.join(d, "tests"))
+            dirs.append(d)
+        ok, out = promtool_test(dirs[0], doc)
         if not check(ok, "unit tests pass on an unmodified copy of the rule file", out[-2000:]):
             return
-        survivors = []
-        n = 0
-        for desc, mutated in mutations(doc):
-            n += 1
-            ok, _ = promtool_test(work, mutated)
-            if ok:
-                survivors.append(desc)
+        muts = list(mutations(doc))
+        by_alert = test_files_by_alert()
+        free = list(dirs)
+        lock = threading.Lock()
+
+        def run_one(item):
+            desc, mutated = item
+            with lock:
+                d = free.pop()
+            try:
+                return desc, promtool_test(d, mutated, by_alert.get(desc.split(":")[0]))[0]
+            finally:
+                with lock:
+                    free.append(d)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            results = list(pool.map(run_one, muts))
+        survivors = [desc for desc, ok in results if ok]
+        for desc, ok in results:
             check(not ok, f"mutation caught: {desc}")
+        n = len(results)
         check(n > 0 and not survivors, f"{n - len(survivors)}/{n} rule mutations make the unit tests fail",
               f"surviving: {survivors}")
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def check_prometheusrule():
