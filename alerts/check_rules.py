@@ -278,6 +278,23 @@ def check_prometheusrule():
         shutil.rmtree(work, ignore_errors=True)
 
 
+def check_alertmanager_example(doc):
+    """The example Alertmanager config only names alerts that exist."""
+    path = os.path.join(REPO, "deploy", "alertmanager", "alertmanager.yml")
+    with open(path, encoding="utf-8") as f:
+        am = yaml.safe_load(f)
+    names = {a["alert"] for a in alerts_of(doc)}
+    referenced = set()
+    for rule in am.get("inhibit_rules", []):
+        for m in rule.get("source_matchers", []) + rule.get("target_matchers", []):
+            mm = re.fullmatch(r'alertname="([^"]+)"', m)
+            if mm:
+                referenced.add(mm.group(1))
+    check(referenced and referenced <= names,
+          f"deploy/alertmanager/alertmanager.yml inhibit rules name existing alerts ({len(referenced)})",
+          f"unknown: {sorted(referenced - names)}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--no-mutation", action="store_true", help="skip the (slower) mutation run")
@@ -286,6 +303,7 @@ def main(argv=None):
     check_conventions(doc)
     check_coverage(doc)
     check_prometheusrule()
+    check_alertmanager_example(doc)
     if not args.no_mutation:
         check_mutations(doc)
     print(f"RESULT passed={passed} failed={failed}")

@@ -417,8 +417,13 @@ def run_phase(stack, name, inject, clear, expect, allow, carry, timeout, extra=N
         if R.check(hit is not None, f"{name}: {alertname} resolved through Alertmanager after the fault was cleared",
                    f"labels {labels}"):
             R.info(f"  {alertname} resolved {hit[0] - cleared:.1f}s after clearing")
+    # Let the fault's slower consequences (allowed alerts, long windows) run out before the next
+    # phase, so that every phase starts from a quiet Prometheus.
+    quiet = wait_for("every alert inactive", lambda: not stack.prom_alerts(), timeout)
+    R.check(quiet, f"{name}: afterwards no alert is pending or firing in Prometheus",
+            f"{[(a['labels'].get('alertname'), a['state']) for a in safe(stack.prom_alerts, [])]}")
     explained = set(expect) | set(allow) | set(carry)
-    surprises = sorted({a["labels"].get("alertname") for _, a in stack.hook.alerts(since)
+    surprises = sorted({json.dumps(a["labels"], sort_keys=True) for _, a in stack.hook.alerts(since)
                         if a.get("status") == "firing" and a["labels"].get("alertname") not in explained})
     R.check(not surprises, f"{name}: no alert fired that this fault does not explain", f"unexpected: {surprises}")
 

@@ -121,4 +121,7 @@ class PromQLParser(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=1)
+    result = unittest.main(verbosity=2, exit=False).result
+    n_failed = len(result.failures) + len(result.errors)
+    print(f"RESULT passed={result.testsRun - n_failed} failed={n_failed}")
+    sys.exit(1 if n_failed or not result.testsRun else 0)
