@@ -95,9 +95,15 @@ class Processes:
         self.procs = {}
         self.logs = {}
 
+    # setpriv (util-linux) makes the kernel send SIGTERM to the child if this process dies
+    # without cleaning up (SIGKILL, crash), so nothing outlives the test.
+    SETPRIV = shutil.which("setpriv")
+
     def start(self, name, argv):
         log_path = os.path.join(self.tmp, f"{name}.log")
         log = open(log_path, "ab")
+        if self.SETPRIV:
+            argv = [self.SETPRIV, "--pdeathsig", "TERM", "--"] + argv
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=self.tmp)
         log.close()
