@@ -19,6 +19,10 @@ fi
 echo "==> cargo test (unit tests and black-box tests of the binaries)"
 cargo test --locked --all-targets
 
+echo "==> deployment examples and README flags against the binary"
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+python3 tests/deploy_check.py "${CARGO_TARGET_DIR:-target}/debug/secure-channel-exporter"
+
 echo "==> soak (short): exporter RSS and fds level off under churn and faults"
 python3 scripts/soak.py --scrapes 1000 --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
 
