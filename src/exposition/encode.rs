@@ -219,35 +219,133 @@ pub fn write_value(out: &mut String, v: f64) {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+    } else if v.abs() < 1e15 && (v as i64) as f64 == v {
+        // The cast truncates in one instruction; `fract()` is a libm call.
         write_int(out, v as i64);
-    } else {
+    } else if !write_short_decimal(out, v) {
         // Debug is the shortest representation that round-trips, and uses
         // an exponent for very large or small magnitudes.
         let _ = write!(out, "{v:?}");
     }
 }
 
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+/// 2^53: below it every integer is an exact f64.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// Writes `v` exactly as `{v:?}` would when its shortest round-tripping
+/// form is a plain decimal of at most 15 fractional digits that can be
+/// proven unique cheaply; returns false (writing nothing) otherwise.
+///
+/// Most of our non-integer values are such decimals (a p95 of 45 ms is
+/// 0.045, a timestamp has a few fractional digits), and the general
+/// shortest-digits search behind `{v:?}` was the largest single cost of
+/// encoding a big pool. For k = 1, 2, ... fractional digits: the decimal
+/// m/10^k reads back as `v` exactly when `m as f64 / 10^k == v` (both
+/// operands exact, so the quotient is the correctly rounded decimal, as a
+/// parser rounds it). While 10^-k is wider than one ulp of `v`, at most one
+/// k-digit decimal can read back as `v`, and it lies within one unit of
+/// `v * 10^k`; so the first k with a hit gives the unique shortest form,
+/// the digits `{v:?}` prints. Once 10^-k is no wider than an ulp, several
+/// decimals may tie and we leave the choice to the standard library.
+fn write_short_decimal(out: &mut String, v: f64) -> bool {
+    let a = v.abs();
+    // Debug switches to exponent notation below 1e-4; integers are handled
+    // before and large values go to the standard library.
+    if !(1e-4..EXACT_INTEGERS / 10.0).contains(&a) {
+        return false;
+    }
+    let ulp = f64::from_bits(a.to_bits() + 1) - a;
+    for (k, &scale) in POW10.iter().enumerate().skip(1) {
+        if scale * ulp >= 1.0 {
+            return false;
+        }
+        let t = a * scale;
+        // Below 2^52, `t + 0.5` is exact and truncating it rounds to nearest
+        // without a libm call.
+        if t >= EXACT_INTEGERS / 2.0 {
+            return false;
+        }
+        let n = ((t + 0.5) as u64) as f64;
+        // A decimal that reads back as `v` is within half an ulp of it,
+        // i.e. within `scale * ulp / 2` units of `t`; `t` itself is off by
+        // at most half an ulp of `t`. Anything farther cannot match.
+        let slack = scale * ulp / 2.0 + (f64::from_bits(t.to_bits() + 1) - t);
+        if (t - n).abs() > slack {
+            continue;
+        }
+        let mut found = None;
+        for m in [n - 1.0, n, n + 1.0] {
+            if m > 0.0 && m / scale == a {
+                if found.is_some() {
+                    return false;
+                }
+                found = Some(m as u64);
+            }
+        }
+        let Some(m) = found else {
+            continue;
+        };
+        let unit = 10u64.pow(k as u32);
+        if v < 0.0 {
+            out.push('-');
+        }
+        write_digits(out, m / unit, 0);
+        out.push('.');
+        write_digits(out, m % unit, k);
+        return true;
+    }
+    false
+}
+
+/// "00" to "99", so that digits are produced two at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Decimal digits of an integer. Most sample values are integers (counters,
 /// 0/1 gauges); `fmt`'s machinery costs several times this per value, which
 /// shows at 40,000 series per scrape.
 pub fn write_int(out: &mut String, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut n = v.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
     if v < 0 {
         out.push('-');
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[at..]).unwrap_or_default());
+    write_digits(out, v.unsigned_abs(), 0);
+}
+
+/// Writes `n` in decimal, left-padded with zeros to at least `width` digits.
+fn write_digits(out: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut at = buf.len();
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        at -= 2;
+        buf[at..at + 2].copy_from_slice(&DIGIT_PAIRS[n as usize * 2..n as usize * 2 + 2]);
+    } else {
+        at -= 1;
+        buf[at] = b'0' + n as u8;
+    }
+    at = at.min(buf.len() - width.min(buf.len()));
+    push_ascii(out, &buf[at..]);
+}
+
+/// Appends bytes known to be ASCII digits without validating them again:
+/// `from_utf8` on every number was a tenth of the encoding time.
+fn push_ascii(out: &mut String, digits: &[u8]) {
+    debug_assert!(digits.is_ascii());
+    // SAFETY: callers pass only ASCII digits (the buffers above start as
+    // b'0' and receive only digit pairs), and ASCII is valid UTF-8.
+    unsafe { out.as_mut_vec().extend_from_slice(digits) }
 }
 
 #[cfg(test)]
@@ -320,6 +418,84 @@ mod tests {
         );
         let om = encode(&[fam], Format::OpenMetrics);
         assert!(om.contains("v 0.25 1.500\nv 1e-9 -1.500\n"), "{om}");
+    }
+
+    /// `write_value` must print what `{v:?}` prints (or the integer).
+    fn expected(v: f64) -> String {
+        if v.fract() == 0.0 && v.abs() < 1e15 {
+            format!("{}", v as i64)
+        } else {
+            format!("{v:?}")
+        }
+    }
+
+    fn check(v: f64) {
+        let mut out = String::new();
+        write_value(&mut out, v);
+        assert_eq!(out, expected(v), "{:e} ({:#x})", v, v.to_bits());
+    }
+
+    #[test]
+    fn short_decimals_match_the_standard_library() {
+        // xorshift64*: a fixed, dependency-free sequence.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for ms in 0..200_000u32 {
+            // p95 in seconds from whole or fractional milliseconds.
+            check(f64::from(ms) / 1000.0);
+            check(f64::from(ms) / 10.0 / 1000.0);
+        }
+        for _ in 0..200_000 {
+            let r = next();
+            let secs = 1_000_000_000 + (r >> 34) % 1_500_000_000;
+            let nanos = (r % 1_000_000_000) as u32;
+            // Timestamps as the model builds them, at every precision.
+            for scale in [1, 1_000, 1_000_000, 10_000_000, 100_000_000] {
+                let n = nanos / scale * scale;
+                check(secs as f64 + f64::from(n) / 1e9);
+            }
+            // Arbitrary doubles, short decimals of every length, negatives.
+            let bits = f64::from_bits(next());
+            if bits.is_finite() {
+                check(bits);
+            }
+            let digits = (next() % 16) as i32;
+            let decimal = (next() % 10u64.pow(digits as u32).max(1)) as f64
+                / 10f64.powi((next() % 17) as i32);
+            check(decimal);
+            check(-decimal);
+            check((next() >> 11) as f64 / (1u64 << 53) as f64);
+        }
+        // The fast path does take the common values.
+        let mut out = String::new();
+        for v in [0.045, 0.001, 1_795_639_963.514_952, 1_764_072_000.12, -2.5] {
+            out.clear();
+            assert!(write_short_decimal(&mut out, v), "{v}");
+            assert_eq!(out, format!("{v:?}"));
+        }
+        assert!(!write_short_decimal(&mut out, 0.1 + 0.2));
+        for v in [
+            0.1 + 0.2,
+            1e-4,
+            0.99e-4,
+            1.5e-4,
+            0.000_123,
+            123_456_789.123_456_7,
+            9.007_199_254_740_99e14,
+            900_719_925_474_099.1,
+            1e15 + 0.5,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            5e-324,
+        ] {
+            check(v);
+            check(-v);
+        }
     }
 
     #[test]

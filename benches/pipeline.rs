@@ -1,0 +1,140 @@
+//! Criterion micro-benchmarks of the pure parts of a scrape: decoding the
+//! pool's status JSON, translating and encoding it, and the native text
+//! parser. Run with `cargo bench --bench pipeline`; docs/performance.md
+//! has the figures and how to read them.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use secure_channel_exporter::exposition::encode::Encoder;
+use secure_channel_exporter::exposition::{parse, Format};
+use secure_channel_exporter::pool::{Health, PoolStatus};
+use secure_channel_exporter::sim::{SimConfig, SimPool};
+use secure_channel_exporter::translate::{
+    encode_scrape, translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
+};
+
+const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
+/// A fixed instant, so every run benchmarks the same documents.
+const T0: f64 = 1_764_072_000.0;
+
+/// The three documents of a steady simulated pool with `n` connections.
+fn documents(n: usize) -> (String, String, String) {
+    let pool = SimPool::new(
+        SimConfig {
+            connections: n,
+            steady: true,
+            ..SimConfig::default()
+        },
+        T0,
+    );
+    (pool.status_json(), pool.health().1, pool.metrics_text())
+}
+
+fn ok<T>(result: T) -> SourceOutcome<T> {
+    SourceOutcome {
+        result: Ok(result),
+        duration: Duration::from_millis(2),
+    }
+}
+
+fn snapshot(status: &str, health: &str, metrics: &str) -> Snapshot {
+    Snapshot {
+        status: ok(serde_json::from_str::<PoolStatus>(status).unwrap()),
+        health: ok(serde_json::from_str::<Health>(health).unwrap()),
+        metrics: ok(parse(metrics)),
+    }
+}
+
+/// Every connection exported, as in the end-to-end benchmark.
+fn options() -> TranslateOptions<'static> {
+    TranslateOptions {
+        max_connections: usize::MAX,
+        fallback_endpoint: None,
+        build: &BuildInfo::CURRENT,
+    }
+}
+
+fn pipeline(c: &mut Criterion) {
+    let counters = SourceCounters::default();
+    for n in SIZES {
+        let (status, health, metrics) = documents(n);
+        let snap = snapshot(&status, &health, &metrics);
+        let mut group = c.benchmark_group(format!("pipeline/{n}"));
+        // Throughput is the status document, the bulk of what is decoded.
+        group.throughput(Throughput::Bytes(status.len() as u64));
+
+        // The yardstick of the target: what serde_json alone costs.
+        group.bench_function("decode_serde", |b| {
+            b.iter(|| serde_json::from_slice::<PoolStatus>(black_box(status.as_bytes())).unwrap())
+        });
+        for (name, format) in [
+            ("translate_encode_text", Format::PrometheusText),
+            ("translate_encode_openmetrics", Format::OpenMetrics),
+        ] {
+            group.bench_function(name, |b| {
+                b.iter(|| encode_scrape(black_box(&snap), &counters, &options(), &[], format))
+            });
+        }
+        // The general path (a MetricFamily per series, then the encoder),
+        // kept to show what streaming the per-connection series saves.
+        group.bench_function("translate_then_encode_families", |b| {
+            b.iter(|| {
+                let t = translate(black_box(&snap), &counters, &options());
+                let mut encoder = Encoder::new(Format::PrometheusText, 4096);
+                encoder.families(&t.own);
+                encoder.families(t.native.iter().copied());
+                encoder.finish()
+            })
+        });
+        // All the CPU work of one scrape but the I/O.
+        group.bench_function("decode_translate_encode_text", |b| {
+            b.iter(|| {
+                let snap = snapshot(black_box(&status), &health, &metrics);
+                encode_scrape(&snap, &counters, &options(), &[], Format::PrometheusText)
+            })
+        });
+        group.finish();
+    }
+}
+
+fn parser(c: &mut Criterion) {
+    // A large, realistic exposition: our own output for 10,000 connections
+    // (40,000 labelled series), and the pool's own small one.
+    let (status, health, metrics) = documents(10_000);
+    let big = encode_scrape(
+        &snapshot(&status, &health, &metrics),
+        &SourceCounters::default(),
+        &options(),
+        &[],
+        Format::PrometheusText,
+    );
+    let mut group = c.benchmark_group("parse");
+    for (name, text) in [
+        ("exporter_10000_connections", &big),
+        ("pool_native", &metrics),
+    ] {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(name), text, |b, text| {
+            b.iter(|| parse(black_box(text)))
+        });
+    }
+    group.finish();
+}
+
+fn config() -> Criterion {
+    // Two shared cores: short, many-sample runs; criterion reports the
+    // median and its confidence interval.
+    Criterion::default()
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3))
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = pipeline, parser
+}
+criterion_main!(benches);
