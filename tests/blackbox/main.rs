@@ -5,5 +5,6 @@ mod cli;
 mod common;
 mod faults;
 mod lifecycle;
+mod perf;
 mod scrape;
 mod security;
