@@ -19,7 +19,8 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exposition::Format;
+use crate::exposition::encode::Encoder;
+use crate::exposition::{Format, MetricFamily};
 use crate::pool::client::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::translate::{
@@ -65,6 +66,7 @@ pub struct Collected {
 struct Rendered {
     counters: SourceCounters,
     fallback: Option<String>,
+    trailing: Vec<MetricFamily>,
     body: Arc<String>,
 }
 
@@ -277,18 +279,27 @@ impl Collector {
     pub fn render(&self, collected: &Collected, format: Format) -> String {
         if collected.sharers == 1 {
             let (counters, fallback) = self.render_inputs();
-            return self.encode(collected, &counters, fallback.as_deref(), format);
+            return self.encode(collected, &counters, fallback.as_deref(), format, &[]);
         }
-        String::clone(&self.render_shared(collected, format))
+        String::clone(&self.render_shared(collected, format, &[]))
     }
 
-    /// [`render`](Self::render) without a copy of the text: the scrapes
-    /// that joined one fetch send the same buffer.
-    pub fn render_bytes(&self, collected: &Collected, format: Format) -> Bytes {
+    /// [`render`](Self::render) with `trailing` families appended (before
+    /// OpenMetrics' `# EOF`), without a copy of the text: the scrapes that
+    /// joined one fetch send the same buffer. Under 64 concurrent scrapes of
+    /// a 10,000-connection pool that is one 4 MiB body instead of 64.
+    pub fn render_bytes(
+        &self,
+        collected: &Collected,
+        format: Format,
+        trailing: &[MetricFamily],
+    ) -> Bytes {
         if collected.sharers == 1 {
-            return Bytes::from(self.render(collected, format));
+            let (counters, fallback) = self.render_inputs();
+            let body = self.encode(collected, &counters, fallback.as_deref(), format, trailing);
+            return Bytes::from(body);
         }
-        Bytes::from_owner(SharedBody(self.render_shared(collected, format)))
+        Bytes::from_owner(SharedBody(self.render_shared(collected, format, trailing)))
     }
 
     fn render_inputs(&self) -> (SourceCounters, Option<String>) {
@@ -311,36 +322,54 @@ impl Collector {
         counters: &SourceCounters,
         fallback: Option<&str>,
         format: Format,
+        trailing: &[MetricFamily],
     ) -> String {
         let options = TranslateOptions {
             max_connections: self.max_connections,
             fallback_endpoint: fallback,
             build: &BuildInfo::CURRENT,
         };
-        encode_scrape(
+        let mut body = encode_scrape(
             snapshot,
             counters,
             &options,
             &crate::process::families(),
             format,
-        )
+        );
+        if !trailing.is_empty() {
+            const EOF: &str = "# EOF\n";
+            if format == Format::OpenMetrics && body.ends_with(EOF) {
+                body.truncate(body.len() - EOF.len());
+            }
+            let mut encoder = Encoder::new(format, 1024);
+            encoder.families(trailing);
+            body.push_str(&encoder.finish());
+        }
+        body
     }
 
-    fn render_shared(&self, collected: &Collected, format: Format) -> Arc<String> {
+    fn render_shared(
+        &self,
+        collected: &Collected,
+        format: Format,
+        trailing: &[MetricFamily],
+    ) -> Arc<String> {
         let (counters, fallback) = self.render_inputs();
         // Held while rendering, so that scrapes of one fetch render it once
         // between them rather than each in turn.
         let mut rendered = collected.rendered.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut rendered[usize::from(format == Format::OpenMetrics)];
         if let Some(done) = slot {
-            if done.counters == counters && done.fallback == fallback {
+            if done.counters == counters && done.fallback == fallback && done.trailing == trailing {
                 return done.body.clone();
             }
         }
-        let body = Arc::new(self.encode(collected, &counters, fallback.as_deref(), format));
+        let body =
+            Arc::new(self.encode(collected, &counters, fallback.as_deref(), format, trailing));
         *slot = Some(Rendered {
             counters,
             fallback,
+            trailing: trailing.to_vec(),
             body: body.clone(),
         });
         body
@@ -477,8 +506,20 @@ mod tests {
         assert_eq!(first.sharers, 16);
 
         let text = c.render(&first, Format::PrometheusText);
-        let shared = c.render_bytes(&first, Format::PrometheusText);
+        let shared = c.render_bytes(&first, Format::PrometheusText, &[]);
         assert_eq!(text.as_bytes(), &shared[..]);
+        let again = c.render_bytes(&first, Format::PrometheusText, &[]);
+        assert_eq!(
+            shared.as_ptr(),
+            again.as_ptr(),
+            "one buffer for all joiners"
+        );
+        let extra = [
+            MetricFamily::new("x_total", "h", crate::exposition::MetricType::Counter)
+                .with_sample(vec![], 1.0),
+        ];
+        let om = c.render_bytes(&first, Format::OpenMetrics, &extra);
+        assert!(om.ends_with(b"# HELP x h\n# TYPE x counter\nx_total 1\n# EOF\n"));
         assert!(
             text.contains("secure_channel_exporter_source_requests_total{source=\"status\"} 1\n")
         );
