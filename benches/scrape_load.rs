@@ -19,6 +19,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const EXPORTER: &str = env!("CARGO_BIN_EXE_secure-channel-exporter");
+/// Names another exporter binary to measure instead (an A/B comparison of
+/// two builds against the same simulator and load).
+const EXPORTER_OVERRIDE: &str = "SCRAPE_LOAD_EXPORTER";
 const SIM: &str = env!("CARGO_BIN_EXE_secure-channel-sim");
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,text/plain;q=0.5";
 const SCRAPERS: usize = 64;
@@ -26,8 +29,9 @@ const SCRAPERS: usize = 64;
 struct Plan {
     /// Pool sizes, with the interleaved rounds measured at each.
     sizes: Vec<(usize, usize)>,
-    /// Pool sizes of the concurrency test, and how long it runs at each.
-    concurrent: Vec<usize>,
+    /// Pool size and the pool's answer delay (ms) of each concurrency run,
+    /// and how long each runs.
+    concurrent: Vec<(usize, u64)>,
     concurrent_for: Duration,
     /// Batches the rounds are split into, to show that the medians hold.
     batches: usize,
@@ -38,7 +42,7 @@ impl Plan {
     fn full() -> Self {
         Self {
             sizes: vec![(10, 3000), (100, 3000), (1_000, 1500), (10_000, 400)],
-            concurrent: vec![1_000, 10_000],
+            concurrent: vec![(1_000, 0), (10_000, 0), (1_000, 20)],
             concurrent_for: Duration::from_secs(10),
             batches: 5,
             starts: 7,
@@ -48,7 +52,7 @@ impl Plan {
     fn quick() -> Self {
         Self {
             sizes: vec![(10, 200), (100, 200), (1_000, 100), (10_000, 25)],
-            concurrent: vec![10_000],
+            concurrent: vec![(10_000, 0), (1_000, 20)],
             concurrent_for: Duration::from_secs(2),
             batches: 5,
             starts: 3,
@@ -181,7 +185,7 @@ async fn scrape(client: &reqwest::Client, url: &str, format: Kind) -> usize {
     let accept = match format {
         Kind::Text => None,
         Kind::OpenMetrics => Some(OPENMETRICS),
-        Kind::Limit => unreachable!("the limit is not a scrape"),
+        Kind::Limit | Kind::Transfer => unreachable!("not a scrape"),
     };
     get(client, url, accept).await
 }
@@ -191,9 +195,12 @@ enum Kind {
     Limit,
     Text,
     OpenMetrics,
+    /// One GET of a body as large as the exporter's text answer: what
+    /// merely moving those bytes to the scraper costs.
+    Transfer,
 }
 
-const KINDS: [Kind; 3] = [Kind::Limit, Kind::Text, Kind::OpenMetrics];
+const KINDS: [Kind; 4] = [Kind::Limit, Kind::Text, Kind::OpenMetrics, Kind::Transfer];
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -224,7 +231,7 @@ struct SizeResult {
     rounds: usize,
     bytes: [usize; 3],
     /// Seconds per request, per kind, in round order.
-    latencies: [Vec<f64>; 3],
+    latencies: [Vec<f64>; 4],
     cpu_per_1000: f64,
 }
 
@@ -295,18 +302,23 @@ async fn measure_size(
         bytes[1] = scrape(&scrape_client, &metrics_url, Kind::Text).await;
         bytes[2] = scrape(&scrape_client, &metrics_url, Kind::OpenMetrics).await;
     }
-    let mut latencies: [Vec<f64>; 3] = Default::default();
+    let transfer_url = sim.url(&format!("/sim/blob?bytes={}", bytes[1]));
+    let mut latencies: [Vec<f64>; 4] = Default::default();
     let mut exporter_cpu = 0.0;
     for round in 0..rounds {
-        // Each kind goes first, second and third equally often, so drift
+        // Each kind takes every place in the order equally often, so drift
         // and the neighbours' noise fall on all of them alike.
-        for i in 0..3 {
-            let kind = KINDS[(round + i) % 3];
-            let cpu_before = (kind != Kind::Limit).then(|| cpu_seconds(exporter.pid()));
+        for i in 0..KINDS.len() {
+            let kind = KINDS[(round + i) % KINDS.len()];
+            let scrape_kind = matches!(kind, Kind::Text | Kind::OpenMetrics);
+            let cpu_before = scrape_kind.then(|| cpu_seconds(exporter.pid()));
             let start = Instant::now();
             match kind {
                 Kind::Limit => {
                     limit_fetch(&limit_client, &urls).await;
+                }
+                Kind::Transfer => {
+                    get(&limit_client, &transfer_url, None).await;
                 }
                 format => {
                     scrape(&scrape_client, &metrics_url, format).await;
@@ -329,6 +341,7 @@ async fn measure_size(
 
 struct ConcurrentResult {
     connections: usize,
+    delay_ms: u64,
     seconds: f64,
     scrapes: usize,
     p50: f64,
@@ -340,11 +353,18 @@ struct ConcurrentResult {
 async fn measure_concurrent(
     sim: &Proc,
     exporter: &Proc,
-    connections: usize,
+    (connections, delay_ms): (usize, u64),
     run_for: Duration,
 ) -> ConcurrentResult {
     let control = client();
     set_connections(&control, sim, connections).await;
+    // A pool that takes a while to answer: every scrape that arrives
+    // meanwhile should share the one fetch in flight.
+    let slow = sim.url(&format!("/sim/faults/slow?delay_ms={delay_ms}"));
+    if delay_ms > 0 {
+        let resp = control.put(&slow).send().await.expect("sim control");
+        assert!(resp.status().is_success());
+    }
     let http = client();
     let url = exporter.url("/metrics");
     // Settle at this size before counting.
@@ -372,9 +392,14 @@ async fn measure_concurrent(
     }
     let seconds = start.elapsed().as_secs_f64();
     let after = pool_requests(&control, sim).await;
+    if delay_ms > 0 {
+        let resp = control.delete(&slow).send().await.expect("sim control");
+        assert!(resp.status().is_success());
+    }
     let all = sorted(all);
     ConcurrentResult {
         connections,
+        delay_ms,
         seconds,
         scrapes: all.len(),
         p50: percentile(&all, 0.5),
@@ -407,7 +432,7 @@ async fn start_to_ready(sim: &Proc) -> (Duration, Proc) {
     let args = exporter_args(sim);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let start = Instant::now();
-    let exporter = Proc::start(EXPORTER, &args);
+    let exporter = Proc::start(&exporter_bin(), &args);
     let url = exporter.url("/ready");
     loop {
         if let Ok(resp) = http.get(&url).send().await {
@@ -418,6 +443,10 @@ async fn start_to_ready(sim: &Proc) -> (Duration, Proc) {
         tokio::time::sleep(Duration::from_micros(500)).await;
         assert!(start.elapsed() < Duration::from_secs(20), "never ready");
     }
+}
+
+fn exporter_bin() -> String {
+    std::env::var(EXPORTER_OVERRIDE).unwrap_or_else(|_| EXPORTER.to_owned())
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -463,16 +492,18 @@ async fn run(plan: Plan) {
         sizes.push(measure_size(&sim, &exporter, n, rounds).await);
     }
     let mut concurrent = Vec::new();
-    for &n in &plan.concurrent {
+    for &(n, delay) in &plan.concurrent {
         eprintln!(
-            "{SCRAPERS} concurrent scrapers for {:?} at {n} connections",
+            "{SCRAPERS} concurrent scrapers for {:?} at {n} connections, pool delay {delay} ms",
             plan.concurrent_for
         );
-        concurrent.push(measure_concurrent(&sim, &exporter, n, plan.concurrent_for).await);
+        concurrent.push(measure_concurrent(&sim, &exporter, (n, delay), plan.concurrent_for).await);
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss_after, peak_rss) = memory_kib(exporter.pid());
-    let binary = std::fs::metadata(EXPORTER).map(|m| m.len()).unwrap_or(0);
+    let binary = std::fs::metadata(exporter_bin())
+        .map(|m| m.len())
+        .unwrap_or(0);
 
     report(&plan, &sizes, &concurrent, |out| {
         out.push_str("\n### Resources\n\n| what | value |\n| --- | --- |\n");
@@ -485,7 +516,7 @@ async fn run(plan: Plan) {
             rss_after as f64 / 1024.0
         ));
         out.push_str(&format!(
-            "| peak RSS over the whole run (VmHWM; its high point is the 10,000-connection concurrency test) | {:.1} MiB |\n",
+            "| peak RSS over the whole run (VmHWM, reached under 64 scrapers at 10,000 connections) | {:.1} MiB |\n",
             peak_rss as f64 / 1024.0
         ));
         if let Some(s) = sizes.iter().find(|s| s.connections == 1_000) {
@@ -515,8 +546,8 @@ fn report(
     let mut out = String::new();
     out.push_str("### Latency: exporter against the limit (sequential, interleaved)\n\n");
     out.push_str(
-        "| connections | rounds | limit p50 / p99 ms | text p50 / p99 ms | text/limit p50 (batches) | OpenMetrics p50 / p99 ms | OM/limit p50 (batches) | CPU s per 1,000 scrapes | bytes limit / text |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| connections | rounds | limit p50 / p99 ms | text p50 / p99 ms | **text / limit** p50 (range over batches) | OpenMetrics p50 / p99 ms | **OM / limit** p50 (range) | transfer of the text answer p50 ms | text / (limit + transfer) p50 | exporter CPU s per 1,000 scrapes | bytes: limit / text |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for s in sizes {
         let limit50 = s.p(Kind::Limit, 0.5);
@@ -531,12 +562,15 @@ fn report(
         };
         let (text, text_ratio) = cell(Kind::Text);
         let (om, om_ratio) = cell(Kind::OpenMetrics);
+        let transfer50 = s.p(Kind::Transfer, 0.5);
         out.push_str(&format!(
-            "| {} | {} | {} / {} | {text} | {text_ratio} | {om} | {om_ratio} | {:.2} | {} / {} |\n",
+            "| {} | {} | {} / {} | {text} | {text_ratio} | {om} | {om_ratio} | {} | {:.2}× | {:.2} | {} / {} |\n",
             s.connections,
             s.rounds,
             ms(limit50),
             ms(s.p(Kind::Limit, 0.99)),
+            ms(transfer50),
+            s.p(Kind::Text, 0.5) / (limit50 + transfer50),
             s.cpu_per_1000,
             s.bytes[0],
             s.bytes[1],
@@ -544,13 +578,18 @@ fn report(
     }
     out.push_str(&format!(
         "\n### {SCRAPERS} concurrent scrapers (text format, closed loop)\n\n\
-         | connections | seconds | scrapes | scrapes/s | p50 / p99 ms | pool requests status / health / metrics | scrapes per pool fetch | peak RSS so far |\n\
-         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
+         | connections | pool answers after | seconds | scrapes | scrapes/s | p50 / p99 ms | pool requests status / health / metrics | scrapes per pool fetch | peak RSS so far |\n\
+         | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n"
     ));
     for c in concurrent {
         out.push_str(&format!(
-            "| {} | {:.1} | {} | {:.0} | {} / {} | {} / {} / {} | {:.1} | {:.1} MiB |\n",
+            "| {} | {} | {:.1} | {} | {:.0} | {} / {} | {} / {} / {} | {:.1} | {:.1} MiB |\n",
             c.connections,
+            if c.delay_ms == 0 {
+                "at once".to_owned()
+            } else {
+                format!("{} ms", c.delay_ms)
+            },
             c.seconds,
             c.scrapes,
             c.scrapes as f64 / c.seconds,

@@ -125,6 +125,8 @@ pub struct SimPool {
     /// Requests received per document, whatever the answer, so tests and
     /// benchmarks can see the load an exporter puts on the pool.
     requests: [u64; 3],
+    /// The last body served by `GET /sim/blob`.
+    blob: Bytes,
 }
 
 impl SimPool {
@@ -143,6 +145,7 @@ impl SimPool {
             faults: BTreeMap::new(),
             rendered: Default::default(),
             requests: [0; 3],
+            blob: Bytes::new(),
         };
         let max_age = pool.config.max_age.as_secs_f64();
         for _ in 0..pool.config.connections {
@@ -268,6 +271,17 @@ impl SimPool {
         };
         self.rendered[doc as usize] = Some(fresh.clone());
         fresh
+    }
+
+    /// `bytes` bytes of filler text for `GET /sim/blob`: the benchmark
+    /// fetches a body the size of the exporter's answer to measure what
+    /// merely moving that many bytes costs on this machine.
+    pub fn blob(&mut self, bytes: usize) -> Bytes {
+        if self.blob.len() != bytes {
+            const LINE: &[u8] = b"# filler the size of an exposition, for transfer benchmarks\n";
+            self.blob = LINE.iter().copied().cycle().take(bytes).collect();
+        }
+        self.blob.clone()
     }
 
     fn active(&self, fault: Fault) -> bool {
@@ -739,6 +753,14 @@ mod tests {
         p.clear_faults();
         p.advance_to(T0 + 8.0);
         assert_eq!(p.document(Document::Health).0, 200);
+    }
+
+    #[test]
+    fn blob_has_the_size_asked_for() {
+        let mut p = pool(SimConfig::default());
+        assert_eq!(p.blob(1000).len(), 1000);
+        assert_eq!(p.blob(0).len(), 0);
+        assert_eq!(p.blob(70_001).len(), 70_001);
     }
 
     #[test]

@@ -142,6 +142,24 @@ impl SimHandle {
     fn control(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
         let parts: Vec<&str> = path.split('/').collect();
         let result: Result<(), (StatusCode, String)> = match (method, parts.as_slice()) {
+            (&Method::GET, ["blob"]) => {
+                return match query
+                    .and_then(|q| q.strip_prefix("bytes="))
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .filter(|n| *n <= OVERSIZED_BYTES)
+                {
+                    Some(n) => respond(
+                        StatusCode::OK,
+                        Some("text/plain; charset=utf-8"),
+                        self.with_pool(|p| p.blob(n)),
+                    ),
+                    None => respond(
+                        StatusCode::BAD_REQUEST,
+                        Some("text/plain; charset=utf-8"),
+                        Bytes::from_static(b"expected ?bytes=N (at most 32 MiB)\n"),
+                    ),
+                };
+            }
             (&Method::GET, ["state"]) => {
                 let state = self.with_pool(|p| p.state_json());
                 return respond(
