@@ -58,10 +58,7 @@ async fn with_fault(fault_name: &str, documents: &str) -> (Proc, Proc, Scrape) {
 
 #[tokio::test]
 async fn pool_refusing_connections() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let exp = exporter_with_env(&format!("http://127.0.0.1:{port}/"), &[], &[]);
     let s = scrape(&exp).await;
     assert_failed(&s, &exp, &SOURCES, "connect");

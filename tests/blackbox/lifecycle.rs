@@ -30,14 +30,7 @@ async fn token_from_file_or_environment() {
         assert_eq!(s.value("secure_channel_up", &[]), 1.0, "{}", s.body);
         assert_eq!(s.source_up("metrics"), 1.0);
         assert!(!s.body.contains(TOKEN));
-        let landing = client()
-            .get(exp.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let landing = get_text(&exp.url("/")).await;
         assert!(!landing.contains(TOKEN));
     }
 
@@ -103,10 +96,7 @@ async fn readiness_follows_the_pool() {
 
 #[tokio::test]
 async fn ready_is_503_when_the_pool_never_answered() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     let exp = exporter_with_env(&format!("http://127.0.0.1:{port}"), &[], &[]);
     let (code, body) = get_json(&exp.url("/ready"), &[]).await;
     assert_eq!(code, 503);
@@ -129,21 +119,11 @@ async fn sigterm_lets_in_flight_scrapes_finish() {
         }
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let signalled = Instant::now();
     exp.signal(libc::SIGTERM);
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("secure_channel_up 1"), "{body}");
-    let exit = loop {
-        if let Some(code) = exp.child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(8),
-            "no exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = exp.wait_exit(Duration::from_secs(8)).await;
     assert!(exit.success(), "{exit:?}");
     // New connections are refused once it has stopped.
     assert!(client().get(exp.url("/health")).send().await.is_err());
@@ -154,24 +134,14 @@ async fn sigint_with_nothing_in_flight_exits_at_once() {
     let sim = sim(&[]);
     let mut exp = exporter(&sim, &[]);
     scrape(&exp).await;
-    let start = Instant::now();
     exp.signal(libc::SIGINT);
-    let exit = loop {
-        if let Some(code) = exp.child.try_wait().unwrap() {
-            break code;
-        }
-        assert!(start.elapsed() < Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let exit = exp.wait_exit(Duration::from_secs(5)).await;
     assert!(exit.success());
 }
 
 #[tokio::test]
 async fn json_log_format() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = closed_port();
     // JSON logs: the harness cannot find the logfmt "listening" line, so
     // run the binary directly and read its first lines.
     let out = std::process::Command::new(EXPORTER)

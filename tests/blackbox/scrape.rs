@@ -14,15 +14,7 @@ const NATIVE: [&str; 4] = [
 ];
 
 async fn pool_status(sim: &Proc) -> PoolStatus {
-    let text = client()
-        .get(sim.url("/status/connections"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&get_text(&sim.url("/status/connections")).await).unwrap()
 }
 
 async fn check_values_match(time_format: &str) {
