@@ -36,15 +36,22 @@ cargo bench --locked --no-run
   echo "- rustc: $(rustc --version)"
   echo "- command: scripts/bench.sh ${quick}"
   echo
-  echo "## Micro-benchmarks (criterion: median of the estimate, then throughput)"
+  echo "## Micro-benchmarks (criterion point estimates; the interval is in target/criterion)"
   echo
-  echo '```'
+  echo "| benchmark | time | throughput |"
+  echo "| --- | ---: | ---: |"
 } >"$report"
 
 echo "==> criterion: decode, translate + encode, text parser"
+# Keeps each benchmark's own estimate (the middle of "[low estimate high]")
+# and drops criterion's comparison with an earlier run (the % lines).
 cargo bench --locked --bench pipeline -- "${criterion_args[@]}" 2>/dev/null \
-  | grep -E '^(pipeline|parse)/|time:|thrpt:' | tee -a "$report"
-echo '```' >>"$report"
+  | tee target/bench/criterion.log \
+  | awk '
+      /^(pipeline|parse)\// { name = $1 }
+      /time:/ && !/%/ { split($0, a, "["); split(a[2], t, " "); time = t[3] " " t[4] }
+      /thrpt:/ && !/%/ { split($0, a, "["); split(a[2], t, " "); print "| " name " | " time " | " t[3] " " t[4] " |" }
+    ' | tee -a "$report"
 
 echo "==> end to end: the exporter against the limit"
 {

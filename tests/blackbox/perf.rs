@@ -1,6 +1,7 @@
 //! Load on the pool: scrapes that arrive while a fetch is in flight share
 //! it, counted where it matters, at the pool.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -23,18 +24,15 @@ fn requests_total(s: &Scrape, source: &str) -> f64 {
 async fn concurrent_scrapes_share_one_pool_fetch() {
     const SCRAPES: usize = 16;
     let sim = sim(&["--steady", "--connections", "50"]);
-    let exp = exporter(&sim, &[]);
+    let exp = Arc::new(exporter(&sim, &[]));
     // Slow enough that every scrape arrives while the first fetch is out.
     fault(&sim, "slow", "?delay_ms=800", true).await;
     let before = pool_requests(&sim).await;
 
     let mut scrapes = tokio::task::JoinSet::new();
     for _ in 0..SCRAPES {
-        let url = exp.url("/metrics");
-        scrapes.spawn(async move {
-            let exp = ProcUrl(url);
-            exp.scrape().await
-        });
+        let exp = exp.clone();
+        scrapes.spawn(async move { scrape(&exp).await });
     }
     let mut bodies = Vec::new();
     while let Some(s) = scrapes.join_next().await {
@@ -71,12 +69,12 @@ async fn concurrent_scrapes_share_one_pool_fetch() {
 #[tokio::test]
 async fn a_scrape_with_a_shorter_timeout_does_not_wait_for_a_slow_shared_fetch() {
     let sim = sim(&["--steady", "--connections", "5"]);
-    let exp = exporter(&sim, &[]);
+    let exp = Arc::new(exporter(&sim, &[]));
     fault(&sim, "slow", "?delay_ms=1500", true).await;
     // Without the header the fetch may take --pool.timeout (5 s).
     let patient = {
-        let url = exp.url("/metrics");
-        tokio::spawn(async move { ProcUrl(url).scrape().await })
+        let exp = exp.clone();
+        tokio::spawn(async move { scrape(&exp).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let start = Instant::now();
@@ -89,28 +87,4 @@ async fn a_scrape_with_a_shorter_timeout_does_not_wait_for_a_slow_shared_fetch()
     assert_eq!(patient.source_up("status"), 1.0);
     // Two fetches: the shared one did not serve the hasty scrape.
     assert_eq!(pool_requests(&sim).await, [2, 2, 2]);
-}
-
-/// A scrape target known only by URL, so spawned tasks need no `Proc`.
-struct ProcUrl(String);
-
-impl ProcUrl {
-    async fn scrape(&self) -> Scrape {
-        let start = Instant::now();
-        let resp = client().get(&self.0).send().await.expect("scrape");
-        let status = resp.status().as_u16();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = resp.text().await.unwrap();
-        Scrape {
-            status,
-            content_type,
-            parsed: secure_channel_exporter::exposition::parse(&body),
-            body,
-            took: start.elapsed(),
-        }
-    }
 }
