@@ -22,8 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::collector::Collector;
-use crate::exposition::encode::Encoder;
-use crate::exposition::{negotiate, Format, MetricFamily, MetricType};
+use crate::exposition::{negotiate, MetricFamily, MetricType};
 use crate::probe::{Probe, ProbeError};
 use crate::web::{BasicAuth, WebConfigWatcher, WebSettings};
 
@@ -287,7 +286,8 @@ pub fn scrape_budget(
 }
 
 /// One scrape of `collector` in the negotiated format, with `extra`
-/// families appended.
+/// families appended. Scrapes that shared one pool fetch also share the
+/// rendered body (no per-response copy of a multi-megabyte answer).
 async fn scrape_response(
     collector: &Collector,
     req: &Request<Incoming>,
@@ -295,9 +295,9 @@ async fn scrape_response(
     extra: &[MetricFamily],
 ) -> Response<Body> {
     let format = negotiate(req.headers().get(ACCEPT).and_then(|h| h.to_str().ok()));
-    let snapshot = collector.collect(Instant::now() + budget).await;
-    let body = append_families(collector.render(&snapshot, format), format, extra);
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    let collected = collector.collect(Instant::now() + budget).await;
+    let body = collector.render_bytes(&collected, format, extra);
+    let mut resp = Response::new(Full::new(body));
     resp.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
@@ -305,21 +305,6 @@ async fn scrape_response(
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     resp
-}
-
-/// Adds families to a finished exposition (before OpenMetrics' `# EOF`).
-fn append_families(mut body: String, format: Format, families: &[MetricFamily]) -> String {
-    if families.is_empty() {
-        return body;
-    }
-    const EOF: &str = "# EOF\n";
-    if format == Format::OpenMetrics && body.ends_with(EOF) {
-        body.truncate(body.len() - EOF.len());
-    }
-    let mut encoder = Encoder::new(format, 512);
-    encoder.families(families);
-    body.push_str(&encoder.finish());
-    body
 }
 
 fn text(code: StatusCode, body: &'static str) -> Response<Body> {
