@@ -352,7 +352,7 @@ const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
         help: "Read/write errors on this connection since it opened.",
         kind: MetricType::Counter,
         value: |c| Some(c.errors),
-        value_len: 4,
+        value_len: 3,
     },
     ConnectionFamily {
         name: "secure_channel_connection_reconnects_total",
@@ -373,7 +373,7 @@ const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
         help: "Unix time of the last read or write on this connection.",
         kind: MetricType::Gauge,
         value: |c| c.last_activity.map(|t| t.0),
-        value_len: 14,
+        value_len: 17,
     },
     ConnectionFamily {
         name: "secure_channel_connection_healthy",
@@ -428,15 +428,31 @@ impl ConnectionSeries<'_> {
         out
     }
 
+    /// Close to the size of [`encode`](Self::encode)'s text, erring a
+    /// little high: the buffer is shared by every scrape of one fetch and
+    /// lives until the last of them is sent, so an estimate far too high
+    /// wastes memory under concurrent scrapes, and one too low doubles the
+    /// buffer and copies it.
     fn estimated_bytes(&self) -> usize {
-        let per_series = self.endpoint.len() + 48;
+        // `{endpoint="` `",connection_id="` `"} ` and the newline.
+        let per_line = self.endpoint.len() + 32;
         let ids: usize = self.kept.iter().map(|c| c.connection_id.0.len()).sum();
-        CONNECTION_FAMILIES
+        let Some(first) = self.kept.first() else {
+            return 0;
+        };
+        let lines: usize = CONNECTION_FAMILIES
             .iter()
-            .map(|spec| {
-                512 + self.kept.len() * (spec.name.len() + per_series + spec.value_len) + ids
-            })
-            .sum::<usize>()
+            // Pools report a field for all their connections or for none.
+            .filter(|spec| (spec.value)(first).is_some())
+            .map(|spec| 512 + self.kept.len() * (spec.name.len() + per_line + spec.value_len) + ids)
+            .sum();
+        let info = if first.remote_addr.is_some() {
+            self.kept.len() * (CONNECTION_INFO_NAME.len() + per_line + 40) + ids
+        } else {
+            0
+        };
+        let total = lines + info;
+        total + total / 32
     }
 
     /// Writes the same text as encoding [`families`](Self::families), one
@@ -948,6 +964,32 @@ mod tests {
                     }
                 }
             }
+        }
+    }
+
+    #[test]
+    fn buffer_estimate_is_close_and_not_short() {
+        use crate::sim::SimConfig;
+        for extended in [false, true] {
+            let snap = sim_snapshot(SimConfig {
+                connections: 5000,
+                extended,
+                ..SimConfig::default()
+            });
+            let status = snap.status.result.as_ref().unwrap();
+            let (kept, _) = select_connections(&status.connections, usize::MAX);
+            let series = ConnectionSeries {
+                endpoint: &status.endpoint,
+                kept,
+            };
+            let mut encoder = Encoder::new(Format::PrometheusText, 0);
+            series.encode(&mut encoder);
+            let actual = encoder.finish().len();
+            let estimate = series.estimated_bytes();
+            assert!(
+                estimate >= actual && estimate < actual + actual / 8,
+                "extended {extended}: estimated {estimate} for {actual}"
+            );
         }
     }
 
