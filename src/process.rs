@@ -30,11 +30,15 @@ mod linux {
         Some(after.split_whitespace().map(str::to_owned).collect())
     }
 
+    /// Boot time never changes while we run: read /proc/stat once.
     fn boot_time() -> Option<f64> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        stat.lines()
-            .find_map(|l| l.strip_prefix("btime "))
-            .and_then(|v| v.trim().parse().ok())
+        static BOOT: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+        *BOOT.get_or_init(|| {
+            let stat = std::fs::read_to_string("/proc/stat").ok()?;
+            stat.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse().ok())
+        })
     }
 
     pub fn families() -> Vec<MetricFamily> {
