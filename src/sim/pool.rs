@@ -99,6 +99,9 @@ struct SimConnection {
     errors: u64,
     p95_ms: f64,
     error_carry: f64,
+    /// How error-prone this connection is relative to the baseline, so
+    /// connections differ as real ones do (mean 1).
+    error_bias: f64,
     reconnect_carry: f64,
     remote_port: u16,
 }
@@ -179,6 +182,8 @@ impl SimPool {
 
     fn open(&mut self, at: f64) {
         let p95_ms = 10.0 + self.random() * 60.0;
+        let error_bias = 0.25 + 1.5 * self.random();
+        let error_carry = self.random();
         let remote_port = 40_000 + (self.next_id % 20_000) as u16;
         self.conns.push(SimConnection {
             id: self.next_id,
@@ -187,7 +192,8 @@ impl SimPool {
             reconnects: 0,
             errors: 0,
             p95_ms,
-            error_carry: 0.0,
+            error_carry,
+            error_bias,
             reconnect_carry: 0.0,
             remote_port,
         });
@@ -323,11 +329,7 @@ impl SimPool {
     /// One connection's operations over `dt` seconds.
     fn operate(&mut self, i: usize, dt: f64) {
         let spike = self.active(Fault::LatencySpike);
-        let error_ratio = if self.active(Fault::ErrorBurst) {
-            BURST_ERROR_RATIO
-        } else {
-            BASELINE_ERROR_RATIO
-        };
+        let burst = self.active(Fault::ErrorBurst);
         let storm = self.active(Fault::ReconnectStorm);
         let ops = (OPS_PER_SECOND * dt * (0.8 + 0.4 * self.random())).round();
         let drift = 0.9 + 0.2 * self.random();
@@ -347,6 +349,11 @@ impl SimPool {
         if ops > 0.0 {
             conn.last_activity = now;
         }
+        let error_ratio = if burst {
+            BURST_ERROR_RATIO
+        } else {
+            BASELINE_ERROR_RATIO * conn.error_bias
+        };
         conn.error_carry += ops * error_ratio;
         let new_errors = conn.error_carry.floor();
         conn.error_carry -= new_errors;
