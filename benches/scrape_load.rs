@@ -454,6 +454,12 @@ fn median(v: &[f64]) -> f64 {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs bench
+    // targets too, and must not start a multi-minute load test.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("scrape_load: not run as a benchmark (use cargo bench or scripts/bench.sh)");
+        return;
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let plan = if quick { Plan::quick() } else { Plan::full() };
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -17,7 +17,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 echo "==> cargo test (unit tests and black-box tests of the binaries)"
-cargo test --locked --all-targets
+cargo test --locked
 
 echo "==> deployment examples and README flags against the binary"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
