@@ -50,9 +50,10 @@ fn https_url(exp: &Proc, path: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn basic_auth_guards_everything_but_health() {
-    let d = dir("auth");
+/// A simulator and an exporter whose web config (in the returned folder,
+/// as `web.yml`) lets user `prometheus` in with [`PASSWORD`].
+fn behind_basic_auth(tag: &str) -> (Proc, Proc, PathBuf) {
+    let d = dir(tag);
     let cfg = write(
         &d,
         "web.yml",
@@ -60,6 +61,12 @@ async fn basic_auth_guards_everything_but_health() {
     );
     let sim = sim(&[]);
     let exp = exporter(&sim, &["--web.config.file", &cfg]);
+    (sim, exp, d)
+}
+
+#[tokio::test]
+async fn basic_auth_guards_everything_but_health() {
+    let (_sim, exp, _) = behind_basic_auth("auth");
     for path in ["/metrics", "/", "/ready"] {
         let resp = client().get(exp.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 401, "{path}");
@@ -96,14 +103,7 @@ async fn basic_auth_guards_everything_but_health() {
 
 #[tokio::test]
 async fn web_config_reloads_and_keeps_the_last_good_one() {
-    let d = dir("reload");
-    let cfg = write(
-        &d,
-        "web.yml",
-        &format!("basic_auth_users:\n  prometheus: '{HASH}'\n"),
-    );
-    let sim = sim(&[]);
-    let exp = exporter(&sim, &["--web.config.file", &cfg]);
+    let (_sim, exp, d) = behind_basic_auth("reload");
     let auth = basic("prometheus", PASSWORD);
     assert_eq!(
         scrape_with(&exp, &[("authorization", &auth)]).await.status,
