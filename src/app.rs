@@ -33,8 +33,8 @@ pub enum StartError {
 /// Runs the exporter until `shutdown` resolves.
 pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let demo = if config.demo {
-        Some(start_demo_pool(&mut config, shutdown_rx.clone()).await?)
+    let demo = if let Some(model) = config.demo {
+        Some(start_demo_pool(model, &mut config, shutdown_rx.clone()).await?)
     } else {
         None
     };
@@ -96,6 +96,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
 /// Starts the simulated pool on a free loopback port and points the
 /// exporter at it.
 async fn start_demo_pool(
+    model: sim::Model,
     config: &mut Config,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<()>, StartError> {
@@ -103,10 +104,15 @@ async fn start_demo_pool(
         .await
         .map_err(StartError::Demo)?;
     let address = listener.local_addr().map_err(StartError::Demo)?;
+    // A lightly used pool whose cleanup runs often enough that the idle
+    // list visibly drains and refills within a minute or two.
     let sim_config = SimConfig {
+        model,
         backend: Some("demo".into()),
         max_age: Duration::from_secs(120),
-        extended: true,
+        cleanup_interval: Duration::from_secs(30),
+        // Builds that return connections also report the optional fields.
+        extended: model == sim::Model::Returning,
         token: config.pool.token.clone(),
         ..SimConfig::default()
     };
@@ -116,6 +122,7 @@ async fn start_demo_pool(
         .expect("a socket address forms a valid URL");
     tracing::info!(
         pool = %config.pool.base_url,
+        model = model.name(),
         faults = %format!("curl -X PUT http://{address}/sim/faults/latency_spike"),
         "demo mode: serving a simulated pool"
     );

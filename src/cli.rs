@@ -79,6 +79,9 @@ pub struct Args {
     /// start a built-in simulated pool on a loopback port and export it, to try the exporter with nothing else running
     #[argh(switch)]
     pub demo: bool,
+    /// which pool build --demo simulates: published (lists only idle connections, as the pool built from its public source) or returning (default published)
+    #[argh(option)]
+    pub demo_model: Option<String>,
     /// print the version and exit
     #[argh(switch)]
     pub version: bool,
@@ -135,7 +138,8 @@ pub struct Config {
     pub max_connections: usize,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
-    pub demo: bool,
+    /// Run against a built-in simulated pool of this model.
+    pub demo: Option<crate::sim::Model>,
 }
 
 /// Rewrites `--a.b` to `--a-b` and splits `--flag=value` (which argh does
@@ -433,6 +437,18 @@ impl Config {
                 .map_err(|r: String| flag_error("--log.format", v, r))?,
         };
 
+        let demo = match (&args.demo_model, args.demo) {
+            (None, false) => None,
+            (None, true) => Some(crate::sim::Model::Published),
+            (Some(v), false) => {
+                return Err(flag_error("--demo.model", v, "only applies with --demo"))
+            }
+            (Some(v), true) => Some(
+                v.parse()
+                    .map_err(|r: String| flag_error("--demo.model", v, r))?,
+            ),
+        };
+
         Ok(Config {
             pool: PoolClientConfig {
                 base_url,
@@ -453,7 +469,7 @@ impl Config {
             max_connections,
             log_level,
             log_format,
-            demo: args.demo,
+            demo,
         })
     }
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::derived::PoolHistory;
 use crate::exposition::encode::Encoder;
 use crate::exposition::{Format, MetricFamily};
 use crate::pool::client::{Document, FailureReason};
@@ -35,6 +36,7 @@ pub struct Collector {
     max_connections: usize,
     pool_timeout: Duration,
     counters: Mutex<SourceCounters>,
+    history: Mutex<PoolHistory>,
     last_endpoint: Mutex<Option<String>>,
     last_status: Mutex<Option<StatusCheck>>,
     /// The fetch in flight, for scrapes that arrive meanwhile to join.
@@ -136,6 +138,7 @@ impl Collector {
             max_connections,
             pool_timeout,
             counters: Mutex::new(SourceCounters::default()),
+            history: Mutex::new(PoolHistory::default()),
             last_endpoint: Mutex::new(None),
             last_status: Mutex::new(None),
             in_flight: Mutex::new(None),
@@ -225,6 +228,15 @@ impl Collector {
             metrics: self.record(Document::Metrics, metrics),
         };
         if let Ok(status) = &snapshot.status.result {
+            let derived = {
+                let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+                history.observe(status);
+                history.counters().cloned()
+            };
+            self.counters
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .derived = derived;
             let mut last = self.last_endpoint.lock().unwrap_or_else(|e| e.into_inner());
             if last.as_deref() != Some(status.endpoint.as_str()) {
                 *last = Some(status.endpoint.clone());

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod collector;
+pub mod derived;
 pub mod exposition;
 pub mod logging;
 pub mod pool;

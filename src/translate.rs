@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use crate::derived::DerivedCounters;
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
 use crate::pool::client::{Document, FailureReason};
@@ -70,6 +71,8 @@ pub struct SourceCounters {
     pub requests: [u64; 3],
     /// Indexed by `Document as usize`, then by position in `FailureReason::ALL`.
     pub failures: [[u64; 6]; 3],
+    /// What successive status documents revealed.
+    pub derived: Option<DerivedCounters>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +115,9 @@ pub const OWN_FAMILY_NAMES: &[&str] = &[
     "secure_channel_pool_open_connection_errors",
     "secure_channel_pool_open_connection_reconnects",
     "secure_channel_pool_p95_latency_seconds",
+    "secure_channel_pool_connection_errors_seen_total",
+    "secure_channel_pool_connection_reconnects_seen_total",
+    "secure_channel_pool_connections_opened_total",
     "secure_channel_connection_errors_total",
     "secure_channel_connection_reconnects_total",
     "secure_channel_connection_p95_latency_seconds",
@@ -245,16 +251,21 @@ impl<'a> Parts<'a> {
             });
         }
 
+        if let Some(derived) = &counters.derived {
+            derived_families(derived, &mut head);
+        }
+
         let mut tail = Vec::with_capacity(12);
-        if let Ok(health) = &snapshot.health.result {
+        // Without an `endpoint` it would be a different series from the
+        // usual one: better absent until some document names the pool.
+        if let (Ok(health), Some(endpoint)) = (&snapshot.health.result, endpoint) {
             if let Some(healthy) = health.is_healthy() {
-                let labels = endpoint.map(|e| vec![l("endpoint", e)]).unwrap_or_default();
                 tail.push(
                     gauge(
                         "secure_channel_pool_healthy",
-                        "1 if the pool's /healthz reports it healthy, 0 if unhealthy (a 503 answer is data, not a failure).",
+                        "1 if the pool's /healthz says healthy, 0 if unhealthy. The published pool answers unhealthy (503) whenever its idle list is empty, which a busy, working pool does: 0 alone is not an outage.",
                     )
-                    .with_sample(labels, bool_value(healthy)),
+                    .with_sample(vec![l("endpoint", endpoint)], bool_value(healthy)),
                 );
             }
         }
@@ -280,6 +291,34 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// The counters derived from successive status documents.
+fn derived_families(derived: &DerivedCounters, out: &mut Vec<MetricFamily>) {
+    let ep = || vec![l("endpoint", derived.endpoint.as_str())];
+    out.push(
+        counter(
+            "secure_channel_pool_connection_errors_seen_total",
+            "Errors reported by listed connections, counted by this exporter: each connection's errors once, from its first sighting (including those it had before it was first scraped). Only connections the pool lists count: the published pool never lists used ones, so there it stays 0.",
+        )
+        .with_sample(ep(), derived.errors_seen),
+    );
+    out.push(
+        counter(
+            "secure_channel_pool_connection_reconnects_seen_total",
+            "Reconnects (key rotations) reported by listed connections, counted by this exporter the same way as secure_channel_pool_connection_errors_seen_total.",
+        )
+        .with_sample(ep(), derived.reconnects_seen),
+    );
+    if let Some(opened) = derived.connections_opened {
+        out.push(
+            counter(
+                "secure_channel_pool_connections_opened_total",
+                "Connections (TLS handshakes) the pool opened since this exporter started, derived from the growth of the highest integer connection_id listed. It lags while the pool lists nothing and catches up when it lists a newer connection; ids restarting at 1 (a pool restart) are counted as new connections.",
+            )
+            .with_sample(ep(), opened),
+        );
+    }
+}
+
 /// Pool-level families of a fetched status document.
 fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
     let endpoint = status.endpoint.as_str();
@@ -302,7 +341,7 @@ fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
     out.push(
         gauge(
             "secure_channel_pool_active_connections",
-            "Connections the pool holds open now.",
+            "Connections the pool lists now (its active_connections). The published pool lists only idle connections, so this is 0 on a busy pool whose callers hold every connection; builds that return connections list those too.",
         )
         .with_sample(ep(), active),
     );
@@ -310,7 +349,7 @@ fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
         out.push(
             gauge(
                 "secure_channel_pool_open_connection_errors",
-                "Errors summed over the connections open now (the pool's total_errors). It drops when a connection closes, so it is a gauge, not a counter: rate secure_channel_connection_errors_total instead.",
+                "Errors summed over the connections listed now (the pool's total_errors); the published pool never lists a connection that was used, so there it is always 0. It drops when a connection closes: a gauge, not a counter; rate secure_channel_pool_connection_errors_seen_total instead.",
             )
             .with_sample(ep(), errors),
         );
@@ -319,7 +358,7 @@ fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
         out.push(
             gauge(
                 "secure_channel_pool_open_connection_reconnects",
-                "Reconnects summed over the connections open now (the pool's total_reconnects). It drops when a connection closes, so it is a gauge, not a counter: rate secure_channel_connection_reconnects_total instead.",
+                "Reconnects (key rotations) summed over the connections listed now (the pool's total_reconnects). It drops when a connection closes: a gauge, not a counter; rate secure_channel_pool_connection_reconnects_seen_total instead.",
             )
             .with_sample(ep(), reconnects),
         );
@@ -328,7 +367,7 @@ fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
         out.push(
             gauge(
                 "secure_channel_pool_p95_latency_seconds",
-                "Highest per-connection p95 read/write latency in the pool, in seconds.",
+                "Highest p95 latency of the connections listed now, in seconds; 0 when none has samples (the published pool lists only unused connections). The pool closes connections above 0.5 s, so this never stays above it: use the native secure_channel_latency_ms histogram.",
             )
             .with_sample(ep(), p95 / 1000.0),
         );
@@ -349,28 +388,28 @@ struct ConnectionFamily {
 const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
     ConnectionFamily {
         name: "secure_channel_connection_errors_total",
-        help: "Read/write errors on this connection since it opened.",
+        help: "Read/write errors of this listed connection since it opened (0 for connections never used, which is all the published pool lists).",
         kind: MetricType::Counter,
         value: |c| Some(c.errors),
         value_len: 3,
     },
     ConnectionFamily {
         name: "secure_channel_connection_reconnects_total",
-        help: "Reconnects of this connection since it opened.",
+        help: "Reconnects (key rotations) of this listed connection since it opened.",
         kind: MetricType::Counter,
         value: |c| Some(c.reconnects),
         value_len: 2,
     },
     ConnectionFamily {
         name: "secure_channel_connection_p95_latency_seconds",
-        help: "p95 read/write latency of this connection in seconds (the pool's histogram resets hourly).",
+        help: "p95 read/write latency of this listed connection in seconds; 0 means no samples yet (a never-used connection), not a fast one.",
         kind: MetricType::Gauge,
         value: |c| c.p95_latency_ms.map(|v| v / 1000.0),
         value_len: 6,
     },
     ConnectionFamily {
         name: "secure_channel_connection_last_activity_timestamp_seconds",
-        help: "Unix time of the last read or write on this connection.",
+        help: "Unix time of the last read or write on this listed connection, or of its creation if it was never used (it does not move on an idle connection).",
         kind: MetricType::Gauge,
         value: |c| c.last_activity.map(|t| t.0),
         value_len: 17,

@@ -7,20 +7,42 @@ use argh::FromArgs;
 use secure_channel_exporter::cli::{normalize_args, parse_duration, parse_listen_address};
 use secure_channel_exporter::logging::{self, LogFormat, LogLevel};
 use secure_channel_exporter::server::{shutdown_signal, ServeOptions};
-use secure_channel_exporter::sim::{self, SimConfig, SimHandle, SimPool, TimeFormat};
+use secure_channel_exporter::sim::{self, Load, Model, SimConfig, SimHandle, SimPool, TimeFormat};
 use secure_channel_exporter::web::WebConfigWatcher;
 
 /// A simulated SecureChannelPool speaking the pool's wire format, with faults
-/// switchable at run time: PUT/DELETE /sim/faults/NAME, PUT
-/// /sim/connections?count=N, GET /sim/state.
+/// and load switchable at run time: PUT/DELETE /sim/faults/NAME, PUT
+/// /sim/load?callers=N&ops_per_second=F&..., PUT /sim/connections?count=N,
+/// GET /sim/state.
 #[derive(FromArgs)]
 struct SimArgs {
     /// address to listen on (default 127.0.0.1:9090)
     #[argh(option, default = "String::from(\"127.0.0.1:9090\")")]
     web_listen_address: String,
-    /// number of open connections (default 4)
+    /// pool build to behave like: published (checked-out connections never come back; only idle ones are listed) or returning (default published)
+    #[argh(option, default = "String::from(\"published\")")]
+    model: String,
+    /// min_idle: idle connections the cleanup refills to (returning model: connections listed) (default 4)
     #[argh(option, default = "4")]
     connections: usize,
+    /// callers using the pool at once; 0 is a quiet pool (default 1)
+    #[argh(option, default = "1")]
+    callers: u32,
+    /// operations per second over all callers (default 5)
+    #[argh(option, default = "5.0")]
+    ops_per_second: f64,
+    /// operations a caller does on one checked-out connection (default 500)
+    #[argh(option, default = "500")]
+    ops_per_checkout: u32,
+    /// share of operations that fail (default 0.001)
+    #[argh(option, default = "0.001")]
+    error_fraction: f64,
+    /// share of operations that take ~800 ms (default 0)
+    #[argh(option, default = "0.0")]
+    slow_fraction: f64,
+    /// how often the pool's cleanup runs (default 300s, the pool's own default)
+    #[argh(option, default = "String::from(\"300s\")")]
+    cleanup_interval: String,
     /// the pool's endpoint (default relay.example.net:443)
     #[argh(option, default = "String::from(\"relay.example.net:443\")")]
     endpoint: String,
@@ -36,7 +58,7 @@ struct SimArgs {
     /// simulation step (default 1s)
     #[argh(option, default = "String::from(\"1s\")")]
     tick: String,
-    /// age after which connections are recycled (default 30m)
+    /// max_lifetime: idle connections older than this are closed at cleanup (default 30m)
     #[argh(option, default = "String::from(\"30m\")")]
     max_age: String,
     /// fixed numbers and no churn, for benchmarks
@@ -75,10 +97,34 @@ fn main() -> ExitCode {
         Ok(f) => f,
         Err(e) => return fail(format!("invalid --time-format: {e}")),
     };
-    let (tick, max_age) = match (parse_duration(&args.tick), parse_duration(&args.max_age)) {
-        (Ok(t), Ok(m)) if !t.is_zero() && !m.is_zero() => (t, m),
-        _ => return fail("invalid --tick or --max-age: expected a positive duration".into()),
+    let positive = |flag: &str, value: &str| match parse_duration(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err(fail(format!(
+            "invalid --{flag} {value:?}: expected a positive duration"
+        ))),
     };
+    let (tick, max_age, cleanup_interval) = match (
+        positive("tick", &args.tick),
+        positive("max-age", &args.max_age),
+        positive("cleanup-interval", &args.cleanup_interval),
+    ) {
+        (Ok(t), Ok(m), Ok(c)) => (t, m, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return e,
+    };
+    let model: Model = match args.model.parse() {
+        Ok(m) => m,
+        Err(e) => return fail(format!("invalid --model: {e}")),
+    };
+    let load = Load {
+        callers: args.callers,
+        ops_per_second: args.ops_per_second,
+        ops_per_checkout: args.ops_per_checkout,
+        error_fraction: args.error_fraction,
+        slow_fraction: args.slow_fraction,
+    };
+    if let Err(e) = load.validate() {
+        return fail(format!("invalid load: {e}"));
+    }
     let token = match args.token_file.as_deref().map(std::fs::read_to_string) {
         None => None,
         Some(Ok(t)) => Some(t.trim().to_owned()),
@@ -98,6 +144,9 @@ fn main() -> ExitCode {
     };
     logging::init(LogLevel::Info, LogFormat::Logfmt);
     let config = SimConfig {
+        model,
+        load,
+        cleanup_interval,
         endpoint: args.endpoint,
         backend: args.backend,
         connections: args.connections,

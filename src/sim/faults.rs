@@ -31,12 +31,21 @@ pub enum Fault {
     EmptyPool,
     /// Every connection reconnects several times a second.
     ReconnectStorm,
-    /// Connections stop doing operations.
+    /// Callers stop doing operations.
     Stale,
+    /// The relay cannot be reached: opening connections fails (native
+    /// `secure_channel_errors_total` rises at each cleanup), checkouts fail
+    /// (a breaker opens after 5 in a row), and while callers want
+    /// connections `/status/connections` and `/healthz` block until the
+    /// fault is cleared or `delay_ms` (default 30 s) has passed.
+    RelayOutage,
+    /// The pool process restarts, once: ids start again at 1 and the native
+    /// counters at 0. Not kept as a state.
+    Restart,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 13] = [
+    pub const ALL: [Fault; 15] = [
         Fault::Down,
         Fault::Slow,
         Fault::Http500,
@@ -50,6 +59,8 @@ impl Fault {
         Fault::EmptyPool,
         Fault::ReconnectStorm,
         Fault::Stale,
+        Fault::RelayOutage,
+        Fault::Restart,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +78,8 @@ impl Fault {
             Fault::EmptyPool => "empty_pool",
             Fault::ReconnectStorm => "reconnect_storm",
             Fault::Stale => "stale",
+            Fault::RelayOutage => "relay_outage",
+            Fault::Restart => "restart",
         }
     }
 
@@ -79,6 +92,8 @@ impl Fault {
                 | Fault::EmptyPool
                 | Fault::ReconnectStorm
                 | Fault::Stale
+                | Fault::RelayOutage
+                | Fault::Restart
         )
     }
 }
@@ -116,9 +131,22 @@ impl FaultSpec {
         self.documents.contains(&doc.source())
     }
 
+    /// How `fault` applies when the query says nothing: everywhere with a
+    /// 10 s delay, but a relay outage blocks the two documents that take
+    /// the pool's lock, for up to the pool's 30 s of backoff.
+    pub fn default_for(fault: Fault) -> Self {
+        match fault {
+            Fault::RelayOutage => Self {
+                documents: vec![Document::Status.source(), Document::Health.source()],
+                delay_ms: 30_000,
+            },
+            _ => Self::all_documents(),
+        }
+    }
+
     /// Reads `documents=status,health&delay_ms=500` style query strings.
-    pub fn from_query(query: Option<&str>) -> Result<Self, String> {
-        let mut spec = Self::all_documents();
+    pub fn from_query(fault: Fault, query: Option<&str>) -> Result<Self, String> {
+        let mut spec = Self::default_for(fault);
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             match key {

@@ -1,5 +1,7 @@
-//! A simulated SecureChannelPool speaking the pool's exact wire format
-//! (DESIGN.md §2), with faults that can be switched at run time. Used by
+//! A simulated SecureChannelPool speaking the pool's wire format and
+//! reproducing its behaviour (DESIGN.md §2.2) in two models, the published
+//! pool and a build that returns connections, with faults and load that can
+//! be switched at run time. Used by
 //! `--demo`, the `secure-channel-sim` binary, the tests and the benchmarks.
 
 pub mod faults;
@@ -7,5 +9,5 @@ pub mod pool;
 pub mod server;
 
 pub use faults::{Fault, FaultSpec};
-pub use pool::{SimConfig, SimPool, TimeFormat};
+pub use pool::{Load, Model, SimConfig, SimPool, TimeFormat};
 pub use server::{serve, serve_with, SimHandle};

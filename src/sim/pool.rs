@@ -1,8 +1,20 @@
-//! The simulated pool's state and how it moves: connections open, age out
-//! and come back with new ids; p95s drift; errors and reconnects grow; the
-//! native histogram and counters stay consistent with the JSON.
+//! The simulated pool's state and how it moves, in two models of the pool:
+//!
+//! * [`Model::Published`] reproduces the pool built from its public source
+//!   (DESIGN.md §2.2): callers check connections out and never give them
+//!   back, so only idle connections are listed, with zero stats because they
+//!   were never used; a cleanup task drops old and slow idle connections and
+//!   refills the list to `min_idle`; `/healthz` answers 503 whenever the idle
+//!   list is empty; operation errors of checked-out connections appear in no
+//!   document.
+//! * [`Model::Returning`] is a build that gives used connections back to the
+//!   list, so every connection is listed with its own errors and p95.
+//!
+//! Both write the native families exactly as the pool does: its HELP texts,
+//! alphabetical family order, a histogram in whole milliseconds that also
+//! counts TLS handshakes, and the active gauge set at checkout and cleanup.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write;
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,12 +38,48 @@ pub const BUCKETS: [(f64, &str); 10] = [
     (5000.0, "5000"),
 ];
 
-/// Operations per connection per second of simulated time.
-const OPS_PER_SECOND: f64 = 50.0;
-const BASELINE_ERROR_RATIO: f64 = 0.001;
-const BURST_ERROR_RATIO: f64 = 0.2;
-const BASELINE_RECONNECTS_PER_SECOND: f64 = 0.002;
+/// The pool closes a connection whose p95 is above this, at checkout and
+/// at cleanup.
+pub const MAX_LATENCY_MS: f64 = 500.0;
+/// Keys are rotated (a "reconnect") after this long.
+const KEY_ROTATION_SECONDS: f64 = 3600.0;
+/// Consecutive failed opens after which checkouts fail fast.
+const BREAKER_FAILURES: u32 = 5;
+const BREAKER_COOLDOWN_SECONDS: f64 = 60.0;
+const BURST_ERROR_FRACTION: f64 = 0.2;
 const STORM_RECONNECTS_PER_SECOND: f64 = 4.0;
+/// What a slow operation takes (a relay answering 800 ms late).
+const SLOW_OPERATION_MS: f64 = 800.0;
+
+/// Which pool build the simulator behaves like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Model {
+    /// The published pool: checked-out connections never come back.
+    Published,
+    /// A build that returns used connections to the idle list.
+    Returning,
+}
+
+impl FromStr for Model {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "published" => Ok(Self::Published),
+            "returning" => Ok(Self::Returning),
+            _ => Err("expected published or returning".into()),
+        }
+    }
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Published => "published",
+            Self::Returning => "returning",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeFormat {
@@ -55,15 +103,94 @@ impl FromStr for TimeFormat {
     }
 }
 
+/// The work the pool's callers do.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Load {
+    /// Callers using the pool at once; 0 is a quiet pool.
+    pub callers: u32,
+    /// Operations per second, over all callers.
+    pub ops_per_second: f64,
+    /// Operations a caller does on one checked-out connection before it
+    /// drops it (published) or gives it back (returning).
+    pub ops_per_checkout: u32,
+    /// Share of operations that fail.
+    pub error_fraction: f64,
+    /// Share of operations that take ~800 ms.
+    pub slow_fraction: f64,
+}
+
+impl Default for Load {
+    /// A lightly used pool: the idle list drains slowly between cleanups.
+    fn default() -> Self {
+        Self {
+            callers: 1,
+            ops_per_second: 5.0,
+            ops_per_checkout: 500,
+            error_fraction: 0.001,
+            slow_fraction: 0.0,
+        }
+    }
+}
+
+impl Load {
+    /// Applies `callers=2&ops_per_second=55&...` (any subset) and checks the
+    /// result.
+    pub fn apply_query(&mut self, query: Option<&str>) -> Result<(), String> {
+        let mut next = self.clone();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let number = || {
+                value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| format!("{key} {value:?} is not a non-negative number"))
+            };
+            match key {
+                "callers" => next.callers = number()?.min(10_000.0) as u32,
+                "ops_per_second" => next.ops_per_second = number()?.min(1e6),
+                "ops_per_checkout" => next.ops_per_checkout = number()?.clamp(1.0, 1e9) as u32,
+                "error_fraction" => next.error_fraction = number()?,
+                "slow_fraction" => next.slow_fraction = number()?,
+                other => return Err(format!("unknown load parameter {other:?}; use callers, ops_per_second, ops_per_checkout, error_fraction, slow_fraction")),
+            }
+        }
+        next.validate()?;
+        *self = next;
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.error_fraction) || !(0.0..=1.0).contains(&self.slow_fraction)
+        {
+            return Err("error_fraction and slow_fraction must be within 0..1".into());
+        }
+        if !self.ops_per_second.is_finite() || self.ops_per_second < 0.0 {
+            return Err("ops_per_second must be a non-negative number".into());
+        }
+        if self.ops_per_checkout == 0 {
+            return Err("ops_per_checkout must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SimConfig {
+    pub model: Model,
     pub endpoint: String,
     /// Reported as the pool's `backend` when set.
     pub backend: Option<String>,
+    /// `min_idle`: the cleanup refills the idle list to this many
+    /// (returning model: the connections listed).
     pub connections: usize,
-    /// Connections are recycled after this age, as the real pool does.
+    /// `max_lifetime`: idle connections older than this are closed.
     pub max_age: Duration,
-    /// No churn and no movement: fixed numbers, for benchmarks.
+    /// How often the cleanup runs (the pool's default is 300 s).
+    pub cleanup_interval: Duration,
+    pub load: Load,
+    /// No churn and no movement: fixed numbers, every connection listed
+    /// with stats, for benchmarks.
     pub steady: bool,
     pub time_format: TimeFormat,
     /// Required in `X-Auth-Token` on /status/connections and /metrics.
@@ -77,10 +204,13 @@ pub struct SimConfig {
 impl Default for SimConfig {
     fn default() -> Self {
         Self {
+            model: Model::Published,
             endpoint: "relay.example.net:443".into(),
             backend: None,
             connections: 4,
             max_age: Duration::from_secs(30 * 60),
+            cleanup_interval: Duration::from_secs(300),
+            load: Load::default(),
             steady: false,
             time_format: TimeFormat::SystemTime,
             token: None,
@@ -95,15 +225,25 @@ struct SimConnection {
     id: u64,
     opened_at: f64,
     last_activity: f64,
+    last_rotation: f64,
     reconnects: u64,
     errors: u64,
+    /// 0 until the connection has latency samples, as the pool reports it.
     p95_ms: f64,
+    samples: u64,
     error_carry: f64,
-    /// How error-prone this connection is relative to the baseline, so
-    /// connections differ as real ones do (mean 1).
+    /// How error-prone this connection is relative to the load's error
+    /// fraction, so connections differ as real ones do (mean 1).
     error_bias: f64,
     reconnect_carry: f64,
     remote_port: u16,
+}
+
+/// A caller of the published pool and the connection it holds.
+#[derive(Debug, Clone, Default)]
+struct Caller {
+    held: Option<SimConnection>,
+    ops_left: u32,
 }
 
 #[derive(Debug)]
@@ -112,12 +252,25 @@ pub struct SimPool {
     rng: u64,
     now: f64,
     next_id: u64,
-    conns: Vec<SimConnection>,
+    /// The idle list: what the status document lists.
+    conns: VecDeque<SimConnection>,
+    callers: Vec<Caller>,
+    next_cleanup: f64,
+    ops_carry: f64,
+    breaker_open_until: f64,
+    consecutive_open_failures: u32,
+    /// The native gauge, set as the pool sets it (not always the list's length).
+    native_active: u64,
     native_reconnects: u64,
     native_open_errors: u64,
     /// Non-cumulative counts per bucket; the last slot is `+Inf`.
     bucket_counts: [u64; 11],
-    latency_sum: f64,
+    /// Whole milliseconds, as the pool observes them.
+    latency_sum: u64,
+    /// The truth the published documents hide: every operation and every
+    /// failed one, for tests.
+    operations: u64,
+    operation_errors: u64,
     faults: BTreeMap<Fault, FaultSpec>,
     /// Each document as last rendered, indexed by `Document as usize`. A
     /// real pool serves its documents from memory it already has; rendering
@@ -133,40 +286,54 @@ pub struct SimPool {
 }
 
 impl SimPool {
-    /// A pool at `now` (Unix seconds) whose connections have staggered ages.
+    /// A pool at `now` (Unix seconds) with a minute of history behind it.
     pub fn new(config: SimConfig, now: f64) -> Self {
         let mut pool = Self {
             rng: config.seed.max(1),
+            next_cleanup: now,
             config,
             now,
             next_id: 1,
-            conns: Vec::new(),
+            conns: VecDeque::new(),
+            callers: Vec::new(),
+            ops_carry: 0.0,
+            breaker_open_until: 0.0,
+            consecutive_open_failures: 0,
+            native_active: 0,
             native_reconnects: 0,
             native_open_errors: 0,
             bucket_counts: [0; 11],
-            latency_sum: 0.0,
+            latency_sum: 0,
+            operations: 0,
+            operation_errors: 0,
             faults: BTreeMap::new(),
             rendered: Default::default(),
             requests: [0; 3],
             blob: Bytes::new(),
         };
-        let max_age = pool.config.max_age.as_secs_f64();
-        for _ in 0..pool.config.connections {
-            let age = pool.random() * max_age;
-            pool.open(now - age);
-        }
-        // Some history so the first scrape shows non-trivial numbers.
-        if !pool.config.steady {
-            let start = now - 60.0;
-            pool.now = start;
-            for _ in 0..60 {
-                let t = pool.now + 1.0;
-                pool.advance_to(t);
+        if pool.config.steady {
+            for _ in 0..pool.config.connections {
+                pool.open_listed(now);
             }
-        } else {
             for i in 0..pool.conns.len() {
-                pool.operate(i, 60.0);
+                pool.operate_listed(i, 60.0, 50.0);
             }
+            pool.native_active = pool.conns.len() as u64;
+            return pool;
+        }
+        let start = now - 60.0;
+        pool.now = start;
+        pool.next_cleanup = start;
+        if pool.config.model == Model::Returning {
+            // Staggered ages, as a pool that has run for a while.
+            let max_age = pool.config.max_age.as_secs_f64();
+            for _ in 0..pool.config.connections {
+                let age = pool.random() * max_age;
+                pool.open_listed(start - age);
+            }
+        }
+        for s in 1..=60 {
+            pool.advance_to(start + f64::from(s));
         }
         pool.now = now;
         pool
@@ -180,24 +347,78 @@ impl SimPool {
         (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn open(&mut self, at: f64) {
-        let p95_ms = 10.0 + self.random() * 60.0;
+    /// A TLS handshake: one observation in the native histogram, as the
+    /// pool records it. `None` when the relay cannot be reached.
+    fn open(&mut self, at: f64) -> Option<SimConnection> {
+        if self.relay_unreachable() {
+            return None;
+        }
+        let handshake_ms = if self.random() < self.slow_fraction() {
+            SLOW_OPERATION_MS + 200.0 * self.random()
+        } else {
+            1.0 + 4.0 * self.random()
+        };
+        self.observe(handshake_ms, 1);
         let error_bias = 0.25 + 1.5 * self.random();
         let error_carry = self.random();
         let remote_port = 40_000 + (self.next_id % 20_000) as u16;
-        self.conns.push(SimConnection {
+        let conn = SimConnection {
             id: self.next_id,
             opened_at: at,
             last_activity: at,
+            last_rotation: at,
             reconnects: 0,
             errors: 0,
-            p95_ms,
+            p95_ms: 0.0,
+            samples: 0,
             error_carry,
             error_bias,
             reconnect_carry: 0.0,
             remote_port,
-        });
+        };
         self.next_id += 1;
+        Some(conn)
+    }
+
+    /// Opens a connection straight into the idle list (start-up, steady).
+    fn open_listed(&mut self, at: f64) {
+        if let Some(conn) = self.open(at) {
+            self.conns.push_back(conn);
+        }
+    }
+
+    fn relay_unreachable(&self) -> bool {
+        self.active(Fault::RelayOutage) || self.active(Fault::EmptyPool)
+    }
+
+    fn slow_fraction(&self) -> f64 {
+        if self.active(Fault::LatencySpike) {
+            1.0
+        } else {
+            self.config.load.slow_fraction
+        }
+    }
+
+    fn error_fraction(&self) -> f64 {
+        if self.active(Fault::ErrorBurst) {
+            self.config.load.error_fraction.max(BURST_ERROR_FRACTION)
+        } else {
+            self.config.load.error_fraction
+        }
+    }
+
+    fn callers_working(&self) -> bool {
+        self.config.load.callers > 0
+            && self.config.load.ops_per_second > 0.0
+            && !self.active(Fault::Stale)
+    }
+
+    /// Whether `/status/connections` and `/healthz` block now: the pool
+    /// holds its lock through the backoff of a checkout that cannot open a
+    /// connection, which happens when callers want connections during a
+    /// relay outage.
+    pub fn blocks_documents(&self) -> bool {
+        self.active(Fault::RelayOutage) && self.callers_working()
     }
 
     pub fn fault(&self, fault: Fault) -> Option<&FaultSpec> {
@@ -208,9 +429,12 @@ impl SimPool {
         &self.faults
     }
 
+    /// Switches `fault` on (`Some`) or off. `restart` is an event, not a
+    /// state: it restarts the pool process at once and is not kept.
     pub fn set_fault(&mut self, fault: Fault, spec: Option<FaultSpec>) {
         self.invalidate();
         match spec {
+            Some(_) if fault == Fault::Restart => self.restart(),
             Some(spec) => {
                 self.faults.insert(fault, spec);
             }
@@ -225,6 +449,24 @@ impl SimPool {
         self.faults.clear();
     }
 
+    /// The pool process restarts: ids start again at 1, the native
+    /// counters and histogram start from zero, callers lose what they held,
+    /// and the idle list is filled anew.
+    fn restart(&mut self) {
+        self.next_id = 1;
+        self.conns.clear();
+        self.callers.clear();
+        self.native_reconnects = 0;
+        self.native_open_errors = 0;
+        self.bucket_counts = [0; 11];
+        self.latency_sum = 0;
+        self.breaker_open_until = 0.0;
+        self.consecutive_open_failures = 0;
+        let now = self.now;
+        self.cleanup(now);
+        self.next_cleanup = now + self.config.cleanup_interval.as_secs_f64();
+    }
+
     pub fn set_target_connections(&mut self, count: usize) {
         self.invalidate();
         self.config.connections = count;
@@ -232,11 +474,17 @@ impl SimPool {
             self.conns.truncate(count);
             while self.conns.len() < count {
                 let now = self.now;
-                self.open(now);
+                self.open_listed(now);
                 let i = self.conns.len() - 1;
-                self.operate(i, 60.0);
+                self.operate_listed(i, 60.0, 50.0);
             }
+            self.native_active = self.conns.len() as u64;
         }
+    }
+
+    pub fn set_load(&mut self, load: Load) {
+        self.invalidate();
+        self.config.load = load;
     }
 
     pub fn connection_count(&self) -> usize {
@@ -306,69 +554,231 @@ impl SimPool {
             return;
         }
         if self.active(Fault::EmptyPool) {
-            if !self.conns.is_empty() {
-                self.conns.clear();
+            // Every connection closes and none can be opened again.
+            self.conns.clear();
+            self.callers.clear();
+        }
+        match self.config.model {
+            Model::Published => self.callers_work(dt),
+            Model::Returning => {
+                if self.callers_working() && !self.relay_unreachable() {
+                    let per_connection =
+                        self.config.load.ops_per_second / self.conns.len().max(1) as f64;
+                    for i in 0..self.conns.len() {
+                        self.operate_listed(i, dt, per_connection);
+                    }
+                }
             }
-            // The pool keeps failing to open idle connections.
-            self.native_open_errors += 1;
-            return;
         }
-        let max_age = self.config.max_age.as_secs_f64();
-        self.conns.retain(|c| now - c.opened_at < max_age);
-        self.conns.truncate(self.config.connections);
-        while self.conns.len() < self.config.connections {
-            self.open(now);
-        }
-        if !self.active(Fault::Stale) {
-            for i in 0..self.conns.len() {
-                self.operate(i, dt);
+        self.rotate_keys(dt);
+        if now >= self.next_cleanup {
+            self.cleanup(now);
+            let interval = self.config.cleanup_interval.as_secs_f64().max(0.001);
+            while self.next_cleanup <= now {
+                self.next_cleanup += interval;
             }
         }
     }
 
-    /// One connection's operations over `dt` seconds.
-    fn operate(&mut self, i: usize, dt: f64) {
-        let spike = self.active(Fault::LatencySpike);
-        let burst = self.active(Fault::ErrorBurst);
+    /// The pool's cleanup task: closes idle connections past `max_lifetime`
+    /// or slower than 500 ms at p95, refills the list to `min_idle` (an
+    /// open that fails counts in the native errors), and sets the native
+    /// gauge to the list's length.
+    fn cleanup(&mut self, now: f64) {
+        let max_age = self.config.max_age.as_secs_f64();
+        self.conns
+            .retain(|c| now - c.opened_at < max_age && c.p95_ms <= MAX_LATENCY_MS);
+        while self.conns.len() < self.config.connections {
+            match self.open(now) {
+                Some(conn) => {
+                    self.consecutive_open_failures = 0;
+                    self.conns.push_back(conn);
+                }
+                None => {
+                    self.native_open_errors += 1;
+                    self.note_open_failure(now);
+                    break;
+                }
+            }
+        }
+        self.native_active = self.conns.len() as u64;
+    }
+
+    fn note_open_failure(&mut self, now: f64) {
+        self.consecutive_open_failures += 1;
+        if self.consecutive_open_failures >= BREAKER_FAILURES {
+            self.breaker_open_until = now + BREAKER_COOLDOWN_SECONDS;
+            self.consecutive_open_failures = 0;
+        }
+    }
+
+    /// `get_connection()`: pops idle connections (closing those slower
+    /// than 500 ms at p95) or opens a new one when the list is empty.
+    /// `None` when the relay is unreachable or the breaker is open.
+    fn checkout(&mut self) -> Option<SimConnection> {
+        let now = self.now;
+        if now < self.breaker_open_until {
+            return None;
+        }
+        let conn = loop {
+            match self.conns.pop_front() {
+                Some(c) if c.p95_ms > MAX_LATENCY_MS => continue,
+                Some(c) => break Some(c),
+                None => break None,
+            }
+        };
+        let conn = match conn {
+            Some(c) => c,
+            None => match self.open(now) {
+                Some(c) => c,
+                None => {
+                    self.note_open_failure(now);
+                    return None;
+                }
+            },
+        };
+        self.consecutive_open_failures = 0;
+        self.native_active = self.conns.len() as u64 + 1;
+        Some(conn)
+    }
+
+    /// The published pool's callers over `dt` seconds: each uses a
+    /// checked-out connection for `ops_per_checkout` operations, then drops
+    /// it (or, in the returning model, which never gets here, gives it back).
+    fn callers_work(&mut self, dt: f64) {
+        let load = self.config.load.clone();
+        self.callers
+            .resize(load.callers as usize, Caller::default());
+        if !self.callers_working() {
+            return;
+        }
+        self.ops_carry += load.ops_per_second * dt * (0.9 + 0.2 * self.random());
+        let ops = self.ops_carry.floor() as u64;
+        self.ops_carry -= ops as f64;
+        let callers = self.callers.len() as u64;
+        let share = ops / callers;
+        let mut extra = ops % callers;
+        for i in 0..self.callers.len() {
+            let mut todo = share + u64::from(extra > 0);
+            extra = extra.saturating_sub(1);
+            while todo > 0 {
+                if self.callers[i].held.is_none() {
+                    match self.checkout() {
+                        Some(conn) => {
+                            self.callers[i].held = Some(conn);
+                            self.callers[i].ops_left = load.ops_per_checkout;
+                        }
+                        None => break,
+                    }
+                }
+                let n = todo.min(u64::from(self.callers[i].ops_left));
+                let mut conn = self.callers[i]
+                    .held
+                    .take()
+                    .unwrap_or_else(|| unreachable!());
+                self.operate(&mut conn, n);
+                todo -= n;
+                self.callers[i].ops_left -= n as u32;
+                if self.callers[i].ops_left > 0 {
+                    self.callers[i].held = Some(conn);
+                }
+                // else: dropped; it is never listed again.
+            }
+        }
+    }
+
+    /// `n` operations on one connection: latency observations in whole
+    /// milliseconds, errors counted inside the connection only.
+    fn operate(&mut self, conn: &mut SimConnection, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let slow = (n as f64 * self.slow_fraction()).round() as u64;
+        let fast = n - slow;
+        // Fast operations: most under a millisecond, some a few ms, a few
+        // tens of ms (the shape of the real pool's captures).
+        let sub_ms = (fast as f64 * 0.55).round() as u64;
+        let few_ms = ((fast as f64 * 0.42).round() as u64).min(fast - sub_ms);
+        let tens = fast - sub_ms - few_ms;
+        let few_ms_value = 2.0 + 3.0 * self.random();
+        let tens_value = 10.0 + 30.0 * self.random();
+        let slow_value = SLOW_OPERATION_MS + 200.0 * self.random();
+        self.observe(0.3, sub_ms);
+        self.observe(few_ms_value, few_ms);
+        self.observe(tens_value, tens);
+        self.observe(slow_value, slow);
+        conn.p95_ms = if slow * 20 > n {
+            SLOW_OPERATION_MS
+        } else if tens * 20 > n {
+            40.0
+        } else {
+            5.0
+        };
+        conn.samples += n;
+        conn.error_carry += n as f64 * self.error_fraction() * conn.error_bias;
+        let errors = conn.error_carry.floor();
+        conn.error_carry -= errors;
+        conn.errors += errors as u64;
+        self.operations += n;
+        self.operation_errors += errors as u64;
+        conn.last_activity = self.now;
+    }
+
+    /// Key rotation: a "reconnect" of a listed connection, after an hour,
+    /// or several a second under the `reconnect_storm` fault.
+    fn rotate_keys(&mut self, dt: f64) {
         let storm = self.active(Fault::ReconnectStorm);
-        let ops = (OPS_PER_SECOND * dt * (0.8 + 0.4 * self.random())).round();
+        let now = self.now;
+        let mut total = 0;
+        for conn in self.conns.iter_mut() {
+            let mut n = 0;
+            if storm {
+                conn.reconnect_carry += STORM_RECONNECTS_PER_SECOND * dt;
+                n = conn.reconnect_carry.floor() as u64;
+                conn.reconnect_carry -= n as f64;
+            } else if now - conn.last_rotation >= KEY_ROTATION_SECONDS {
+                n = 1;
+            }
+            if n > 0 {
+                conn.reconnects += n;
+                conn.last_rotation = now;
+                total += n;
+            }
+        }
+        self.native_reconnects += total;
+    }
+
+    /// A listed connection of the returning model (or a steady pool) doing
+    /// `ops_per_second` operations for `dt` seconds, with a p95 that
+    /// drifts as real ones do.
+    fn operate_listed(&mut self, i: usize, dt: f64, ops_per_second: f64) {
+        let ops = (ops_per_second * dt * (0.8 + 0.4 * self.random())).round() as u64;
+        if ops == 0 {
+            return;
+        }
+        let spike = self.slow_fraction() >= 0.05;
         let drift = 0.9 + 0.2 * self.random();
-        let fresh_p95 = 800.0 + 700.0 * self.random();
+        let slow_p95 = 800.0 + 700.0 * self.random();
         let normal_p95 = 10.0 + 60.0 * self.random();
-        let reconnect_roll = self.random();
+        let error_fraction = self.error_fraction();
         let now = self.now;
 
         let conn = &mut self.conns[i];
         conn.p95_ms = if spike {
-            fresh_p95
-        } else if conn.p95_ms > 150.0 {
+            slow_p95
+        } else if conn.p95_ms > 150.0 || conn.p95_ms == 0.0 {
             normal_p95
         } else {
             (conn.p95_ms * drift).clamp(5.0, 120.0)
         };
-        if ops > 0.0 {
-            conn.last_activity = now;
-        }
-        let error_ratio = if burst {
-            BURST_ERROR_RATIO
-        } else {
-            BASELINE_ERROR_RATIO * conn.error_bias
-        };
-        conn.error_carry += ops * error_ratio;
-        let new_errors = conn.error_carry.floor();
-        conn.error_carry -= new_errors;
-        conn.errors += new_errors as u64;
-
-        let new_reconnects = if storm {
-            conn.reconnect_carry += STORM_RECONNECTS_PER_SECOND * dt;
-            let n = conn.reconnect_carry.floor();
-            conn.reconnect_carry -= n;
-            n as u64
-        } else {
-            u64::from(reconnect_roll < BASELINE_RECONNECTS_PER_SECOND * dt)
-        };
-        conn.reconnects += new_reconnects;
-        self.native_reconnects += new_reconnects;
+        conn.last_activity = now;
+        conn.samples += ops;
+        conn.error_carry += ops as f64 * error_fraction * conn.error_bias;
+        let errors = conn.error_carry.floor();
+        conn.error_carry -= errors;
+        conn.errors += errors as u64;
+        self.operations += ops;
+        self.operation_errors += errors as u64;
 
         // Latency observations: most well under p95, 5% at or just above it.
         let p95 = conn.p95_ms;
@@ -377,28 +787,31 @@ impl SimPool {
         } else {
             [(0.5, 0.3), (0.45, 0.7), (0.05, 1.1)]
         };
-        let mut left = ops as u64;
+        let mut left = ops;
         for (n, (share, factor)) in shares.iter().enumerate() {
             let count = if n == shares.len() - 1 {
                 left
             } else {
-                ((ops * share).round() as u64).min(left)
+                ((ops as f64 * share).round() as u64).min(left)
             };
             left -= count;
             self.observe(p95 * factor, count);
         }
     }
 
+    /// `count` observations of `value_ms`, rounded to whole milliseconds as
+    /// the pool records them (so sub-millisecond ones land in `le="0.1"`).
     fn observe(&mut self, value_ms: f64, count: u64) {
         if count == 0 {
             return;
         }
+        let whole = value_ms.round().max(0.0);
         let slot = BUCKETS
             .iter()
-            .position(|(bound, _)| value_ms <= *bound)
+            .position(|(bound, _)| whole <= *bound)
             .unwrap_or(BUCKETS.len());
         self.bucket_counts[slot] += count;
-        self.latency_sum += value_ms * count as f64;
+        self.latency_sum += whole as u64 * count;
     }
 
     fn write_time(&self, out: &mut String, t: f64) {
@@ -483,7 +896,8 @@ impl SimPool {
         out
     }
 
-    /// `/healthz`: the HTTP status and body (503 when no connection is open).
+    /// `/healthz`: the HTTP status and body (503 whenever the idle list is
+    /// empty, however busy and well the pool is).
     pub fn health(&self) -> (u16, String) {
         let healthy = !self.conns.is_empty();
         let mut out = String::with_capacity(160);
@@ -507,7 +921,7 @@ impl SimPool {
                 0.0
             };
             let avg = if ops > 0 {
-                self.latency_sum / ops as f64
+                self.latency_sum as f64 / ops as f64
             } else {
                 0.0
             };
@@ -517,26 +931,22 @@ impl SimPool {
         (if healthy { 200 } else { 503 }, out)
     }
 
-    /// `/metrics`: the pool's native families, text format 0.0.4.
+    /// `/metrics`: the pool's native families as its Prometheus registry
+    /// writes them: HELP texts, alphabetical family order, whole-ms sum.
     pub fn metrics_text(&self) -> String {
         let ep = format!("endpoint=\"{}\"", escape_label(&self.config.endpoint));
         let mut out = String::with_capacity(2048);
         let _ = write!(
             out,
-            "# HELP secure_channel_active_connections Number of active connections in the pool\n\
+            "# HELP secure_channel_active_connections Current number of active connections in the pool\n\
              # TYPE secure_channel_active_connections gauge\n\
              secure_channel_active_connections{{{ep}}} {}\n\
-             # HELP secure_channel_reconnects_total Total reconnects performed by the pool\n\
-             # TYPE secure_channel_reconnects_total counter\n\
-             secure_channel_reconnects_total{{{ep}}} {}\n\
-             # HELP secure_channel_errors_total Total errors opening idle connections\n\
+             # HELP secure_channel_errors_total Total number of connection errors across the pool\n\
              # TYPE secure_channel_errors_total counter\n\
              secure_channel_errors_total{{{ep}}} {}\n\
-             # HELP secure_channel_latency_ms Latency of reads and writes in milliseconds\n\
+             # HELP secure_channel_latency_ms Connection latency distribution in milliseconds\n\
              # TYPE secure_channel_latency_ms histogram\n",
-            self.conns.len(),
-            self.native_reconnects,
-            self.native_open_errors,
+            self.native_active, self.native_open_errors,
         );
         let mut cumulative = 0;
         for (i, (_, label)) in BUCKETS.iter().enumerate() {
@@ -551,8 +961,11 @@ impl SimPool {
             out,
             "secure_channel_latency_ms_bucket{{{ep},le=\"+Inf\"}} {count}\n\
              secure_channel_latency_ms_sum{{{ep}}} {}\n\
-             secure_channel_latency_ms_count{{{ep}}} {count}\n",
-            self.latency_sum
+             secure_channel_latency_ms_count{{{ep}}} {count}\n\
+             # HELP secure_channel_reconnects_total Total number of connection reconnects across the pool\n\
+             # TYPE secure_channel_reconnects_total counter\n\
+             secure_channel_reconnects_total{{{ep}}} {}\n",
+            self.latency_sum, self.native_reconnects,
         );
         out
     }
@@ -565,12 +978,23 @@ impl SimPool {
             .map(|(f, spec)| (f.name().to_owned(), serde_json::json!(spec)))
             .collect();
         serde_json::json!({
+            "model": self.config.model,
             "endpoint": self.config.endpoint,
             "connections": self.conns.len(),
+            "idle": self.conns.len(),
+            "held": self.callers.iter().filter(|c| c.held.is_some()).count(),
+            "opened": self.next_id - 1,
+            "native_active": self.native_active,
+            "native_open_errors": self.native_open_errors,
+            "operation_errors": self.operation_errors,
+            "breaker_open": self.now < self.breaker_open_until,
+            "load": self.config.load,
+            "cleanup_interval_seconds": self.config.cleanup_interval.as_secs_f64(),
             "target_connections": self.config.connections,
             "next_connection_id": self.next_id,
             "steady": self.config.steady,
-            "operations": self.bucket_counts.iter().sum::<u64>(),
+            "operations": self.operations,
+            "observations": self.bucket_counts.iter().sum::<u64>(),
             "faults": faults,
             "requests": {
                 "status": self.requests[Document::Status as usize],
@@ -643,11 +1067,199 @@ mod tests {
         }
     }
 
+    fn returning() -> SimConfig {
+        SimConfig {
+            model: Model::Returning,
+            load: Load {
+                callers: 2,
+                ops_per_second: 200.0,
+                ..Load::default()
+            },
+            ..SimConfig::default()
+        }
+    }
+
+    fn busy() -> SimConfig {
+        SimConfig {
+            cleanup_interval: Duration::from_secs(5),
+            load: Load {
+                callers: 2,
+                ops_per_second: 55.0,
+                ops_per_checkout: 10,
+                error_fraction: 0.1,
+                slow_fraction: 0.0,
+            },
+            ..SimConfig::default()
+        }
+    }
+
+    fn quiet() -> SimConfig {
+        SimConfig {
+            cleanup_interval: Duration::from_secs(5),
+            load: Load {
+                callers: 0,
+                ..Load::default()
+            },
+            ..SimConfig::default()
+        }
+    }
+
+    fn status_of(p: &SimPool) -> PoolStatus {
+        serde_json::from_str(&p.status_json()).unwrap()
+    }
+
+    fn run(p: &mut SimPool, from: u32, to: u32) {
+        for s in from..=to {
+            p.advance_to(T0 + f64::from(s));
+        }
+    }
+
     #[test]
-    fn json_and_native_metrics_agree() {
-        let mut p = pool(SimConfig::default());
+    fn busy_published_pool_lists_nothing_answers_503_and_hides_its_errors() {
+        let mut p = pool(busy());
+        run(&mut p, 1, 3);
+        let status = status_of(&p);
+        assert!(status.connections.is_empty(), "{status:?}");
+        assert_eq!(status.active_connections, Some(0.0));
+        assert_eq!(status.total_errors, Some(0.0));
+        assert_eq!(p.health().0, 503);
+        // The pool sets its gauge to idle+1 at checkout.
+        assert_eq!(
+            native_value(&p, "secure_channel_active_connections", None),
+            1.0
+        );
+        let ops_before = native_value(&p, "secure_channel_latency_ms_count", None);
+        run(&mut p, 4, 20);
+        let ops = native_value(&p, "secure_channel_latency_ms_count", None) - ops_before;
+        // ~55 operations/s plus the handshakes of new connections.
+        assert!((17.0 * 45.0..17.0 * 75.0).contains(&ops), "{ops}");
+        // About 10% of operations failed, and no document shows one.
+        assert!(p.state_json()["operation_errors"].as_u64().unwrap() > 50);
+        assert_eq!(native_value(&p, "secure_channel_errors_total", None), 0.0);
+        assert!(status_of(&p).connections.iter().all(|c| c.errors == 0.0));
+    }
+
+    #[test]
+    fn quiet_published_pool_lists_unused_connections_that_never_move() {
+        let mut p = pool(quiet());
+        let first = status_of(&p);
+        assert_eq!(first.connections.len(), 4);
+        run(&mut p, 1, 100);
+        let later = status_of(&p);
+        assert_eq!(p.health().0, 200);
+        for (a, b) in first.connections.iter().zip(&later.connections) {
+            assert_eq!(a.connection_id, b.connection_id);
+            // last_activity is the creation time and never moves.
+            assert_eq!(a.last_activity, b.last_activity);
+            assert_eq!(
+                (b.errors, b.reconnects, b.p95_latency_ms),
+                (0.0, 0.0, Some(0.0))
+            );
+        }
+        // Only the handshakes were observed, in whole milliseconds.
+        let count = native_value(&p, "secure_channel_latency_ms_count", None);
+        assert_eq!(count, 4.0);
+        let sum = native_value(&p, "secure_channel_latency_ms_sum", None);
+        assert_eq!(sum, sum.trunc());
+    }
+
+    #[test]
+    fn cleanup_closes_old_connections_and_refills_with_new_ids() {
+        let mut p = pool(SimConfig {
+            max_age: Duration::from_secs(30),
+            ..quiet()
+        });
+        let first = status_of(&p);
+        run(&mut p, 1, 40);
+        let later = status_of(&p);
+        assert_eq!(later.connections.len(), 4);
+        let first_ids: Vec<_> = first.connections.iter().map(|c| &c.connection_id).collect();
+        assert!(later
+            .connections
+            .iter()
+            .all(|c| !first_ids.contains(&&c.connection_id)));
+    }
+
+    #[test]
+    fn native_families_are_written_as_the_real_pool_writes_them() {
+        let heads = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        let real = include_str!("../../tests/fixtures/realpool/busy/native.txt");
+        let mut p = pool(busy());
+        run(&mut p, 1, 3);
+        assert_eq!(heads(&p.metrics_text()), heads(real));
+        let buckets = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter(|l| l.starts_with("secure_channel_latency_ms_bucket"))
+                .map(|l| {
+                    l.split("le=")
+                        .nth(1)
+                        .unwrap()
+                        .split('}')
+                        .next()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(buckets(&p.metrics_text()), buckets(real));
+    }
+
+    #[test]
+    fn relay_outage_fails_opens_blocks_documents_and_trips_the_breaker() {
+        let mut p = pool(busy());
+        run(&mut p, 1, 3);
+        p.set_fault(
+            Fault::RelayOutage,
+            Some(FaultSpec::default_for(Fault::RelayOutage)),
+        );
+        assert!(p.blocks_documents());
+        let ops_before = native_value(&p, "secure_channel_latency_ms_count", None);
+        run(&mut p, 4, 30);
+        assert!(native_value(&p, "secure_channel_errors_total", None) >= 4.0);
+        // Callers could not check anything out: no operations.
+        assert!(native_value(&p, "secure_channel_latency_ms_count", None) - ops_before < 60.0);
+        assert_eq!(p.state_json()["breaker_open"], true);
+        p.set_fault(Fault::RelayOutage, None);
+        assert!(!p.blocks_documents());
+        // A quiet pool has no caller in backoff: nothing blocks.
+        let mut q = pool(quiet());
+        q.set_fault(
+            Fault::RelayOutage,
+            Some(FaultSpec::default_for(Fault::RelayOutage)),
+        );
+        assert!(!q.blocks_documents());
+    }
+
+    #[test]
+    fn a_restart_starts_ids_at_one_and_native_counters_at_zero() {
+        let mut p = pool(busy());
+        run(&mut p, 1, 30);
+        assert!(p.next_id() > 20);
+        p.set_fault(Fault::Restart, Some(FaultSpec::all_documents()));
+        assert!(p.faults().is_empty(), "restart is an event, not a state");
+        let ids: Vec<String> = status_of(&p)
+            .connections
+            .iter()
+            .map(|c| c.connection_id.0.clone())
+            .collect();
+        assert_eq!(ids, ["1", "2", "3", "4"]);
+        assert_eq!(
+            native_value(&p, "secure_channel_latency_ms_count", None),
+            4.0
+        );
+    }
+
+    #[test]
+    fn returning_pool_lists_used_connections_and_agrees_with_native_metrics() {
+        let mut p = pool(returning());
         p.advance_to(T0 + 10.0);
-        let status: PoolStatus = serde_json::from_str(&p.status_json()).unwrap();
+        let status = status_of(&p);
+        assert_eq!(status.connections.len(), 4);
         let sum_errors: f64 = status.connections.iter().map(|c| c.errors).sum();
         assert_eq!(status.total_errors, Some(sum_errors));
         let max_p95 = status
@@ -655,6 +1267,7 @@ mod tests {
             .iter()
             .filter_map(|c| c.p95_latency_ms)
             .fold(0.0, f64::max);
+        assert!(max_p95 > 0.0);
         assert_eq!(status.pool_p95_latency_ms, Some(max_p95));
         assert_eq!(
             native_value(&p, "secure_channel_active_connections", None),
@@ -665,46 +1278,24 @@ mod tests {
             native_value(&p, "secure_channel_latency_ms_bucket", Some("+Inf")),
             count
         );
-        // ~70 s of 4 connections at ~50 ops/s.
-        assert!(count > 4.0 * 50.0 * 50.0, "{count}");
+        // ~70 s at ~200 ops/s.
+        assert!(count > 50.0 * 200.0, "{count}");
     }
 
     #[test]
-    fn connections_age_out_and_get_new_ids() {
-        let mut p = pool(SimConfig {
-            max_age: Duration::from_secs(30),
-            ..SimConfig::default()
-        });
-        let first: PoolStatus = serde_json::from_str(&p.status_json()).unwrap();
-        for s in 1..=40 {
-            p.advance_to(T0 + s as f64);
-        }
-        let later: PoolStatus = serde_json::from_str(&p.status_json()).unwrap();
-        assert_eq!(later.connections.len(), 4);
-        let first_ids: Vec<_> = first.connections.iter().map(|c| &c.connection_id).collect();
-        assert!(later
-            .connections
-            .iter()
-            .all(|c| !first_ids.contains(&&c.connection_id)));
-    }
-
-    #[test]
-    fn faults_move_the_numbers() {
-        let mut p = pool(SimConfig::default());
+    fn faults_move_the_numbers_of_a_returning_pool() {
+        let mut p = pool(returning());
         p.set_fault(Fault::LatencySpike, Some(FaultSpec::all_documents()));
         p.set_fault(Fault::ErrorBurst, Some(FaultSpec::all_documents()));
-        let before_errors: f64 = serde_json::from_str::<PoolStatus>(&p.status_json())
-            .unwrap()
-            .total_errors
-            .unwrap();
+        let before_errors = status_of(&p).total_errors.unwrap();
         let before_ops = native_value(&p, "secure_channel_latency_ms_count", None);
         let before_fast = native_value(&p, "secure_channel_latency_ms_bucket", Some("500"));
         p.advance_to(T0 + 10.0);
-        let status: PoolStatus = serde_json::from_str(&p.status_json()).unwrap();
+        let status = status_of(&p);
         assert!(status.pool_p95_latency_ms.unwrap() >= 800.0);
         let ops = native_value(&p, "secure_channel_latency_ms_count", None) - before_ops;
         let errors = status.total_errors.unwrap() - before_errors;
-        assert!((errors / ops - 0.2).abs() < 0.02, "{errors}/{ops}");
+        assert!((errors / ops - 0.2).abs() < 0.05, "{errors}/{ops}");
         let fast = native_value(&p, "secure_channel_latency_ms_bucket", Some("500")) - before_fast;
         assert!(fast / ops < 0.05, "{fast}/{ops}");
 
@@ -712,7 +1303,7 @@ mod tests {
         p.advance_to(T0 + 11.0);
         assert_eq!(p.health().0, 503);
         p.clear_faults();
-        p.advance_to(T0 + 12.0);
+        p.advance_to(T0 + 400.0);
         assert_eq!(p.connection_count(), 4);
         assert_eq!(p.health().0, 200);
     }
@@ -735,7 +1326,7 @@ mod tests {
     fn documents_are_rendered_once_per_state() {
         let mut p = pool(SimConfig {
             connections: 3,
-            ..SimConfig::default()
+            ..returning()
         });
         let (code, first) = p.document(Document::Status);
         assert_eq!(code, 200);
@@ -750,15 +1341,15 @@ mod tests {
         assert_eq!(p.document(Document::Metrics).1, p.metrics_text());
 
         p.set_target_connections(5);
-        p.advance_to(T0 + 6.0);
+        p.advance_to(T0 + 400.0);
         let status: PoolStatus = serde_json::from_slice(&p.document(Document::Status).1).unwrap();
         assert_eq!(status.connections.len(), 5);
 
         p.set_fault(Fault::EmptyPool, Some(FaultSpec::all_documents()));
-        p.advance_to(T0 + 7.0);
+        p.advance_to(T0 + 401.0);
         assert_eq!(p.document(Document::Health).0, 503);
         p.clear_faults();
-        p.advance_to(T0 + 8.0);
+        p.advance_to(T0 + 800.0);
         assert_eq!(p.document(Document::Health).0, 200);
     }
 

@@ -70,7 +70,7 @@ impl SimHandle {
     ) -> Result<Response<Body>, Dropped> {
         // One look at the state per request rather than one per fault: under
         // 64 concurrent scrapers the lock is the simulator's hot spot.
-        let (faults, token_ok) = self.with_pool(|p| {
+        let (faults, refusal) = self.with_pool(|p| {
             p.count_request(doc);
             let faults: Vec<(Fault, u64)> = p
                 .faults()
@@ -78,12 +78,11 @@ impl SimHandle {
                 .filter(|(_, spec)| spec.applies_to(doc))
                 .map(|(f, spec)| (*f, spec.delay_ms))
                 .collect();
-            let token_ok = doc == Document::Health
-                || p.config.token.as_deref().is_none_or(|t| {
-                    req.headers().get("x-auth-token").map(HeaderValue::as_bytes)
-                        == Some(t.as_bytes())
-                });
-            (faults, token_ok)
+            let refusal = match (doc, p.config.token.as_deref()) {
+                (Document::Health, _) | (_, None) => None,
+                (_, Some(token)) => token_refusal(req.headers().get("x-auth-token"), token),
+            };
+            (faults, refusal)
         });
         let fault = |f: Fault| faults.iter().find(|(g, _)| *g == f).map(|(_, d)| *d);
         if fault(Fault::Down).is_some() {
@@ -92,17 +91,23 @@ impl SimHandle {
         if let Some(delay_ms) = fault(Fault::Slow) {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
         }
+        if let Some(delay_ms) = fault(Fault::RelayOutage) {
+            self.block_while_relay_is_out(Duration::from_millis(delay_ms))
+                .await;
+        }
         if fault(Fault::Http500).is_some() {
             return Ok(html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "500 Internal Server Error",
             ));
         }
-        if fault(Fault::Unauthorized).is_some() || !token_ok {
+        let refusal = refusal.or(fault(Fault::Unauthorized).map(|_| INVALID_TOKEN));
+        if let Some(body) = refusal {
+            // As the pool answers: no Content-Type, a one-line reason.
             return Ok(respond(
                 StatusCode::UNAUTHORIZED,
-                Some("text/plain; charset=utf-8"),
-                Bytes::from_static(b"unauthorized\n"),
+                None,
+                Bytes::from_static(body.as_bytes()),
             ));
         }
         if fault(Fault::Html).is_some() {
@@ -139,6 +144,16 @@ impl SimHandle {
         Ok(respond(code, content_type, body))
     }
 
+    /// The pool's lock is held through a checkout's backoff during a relay
+    /// outage: documents that need it wait until the outage ends or the
+    /// backoff (`limit`) runs out.
+    async fn block_while_relay_is_out(&self, limit: Duration) {
+        let until = tokio::time::Instant::now() + limit;
+        while self.with_pool(|p| p.blocks_documents()) && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn control(&self, method: &Method, path: &str, query: Option<&str>) -> Response<Body> {
         let parts: Vec<&str> = path.split('/').collect();
         let result: Result<(), (StatusCode, String)> = match (method, parts.as_slice()) {
@@ -170,7 +185,7 @@ impl SimHandle {
             }
             (&Method::PUT | &Method::POST, ["faults", name]) => name
                 .parse::<Fault>()
-                .and_then(|fault| FaultSpec::from_query(query).map(|spec| (fault, spec)))
+                .and_then(|fault| FaultSpec::from_query(fault, query).map(|spec| (fault, spec)))
                 .map(|(fault, spec)| self.with_pool(|p| p.set_fault(fault, Some(spec))))
                 .map_err(|e| (StatusCode::BAD_REQUEST, e)),
             (&Method::DELETE, ["faults", name]) => name
@@ -181,6 +196,12 @@ impl SimHandle {
                 self.with_pool(SimPool::clear_faults);
                 Ok(())
             }
+            (&Method::PUT | &Method::POST, ["load"]) => self.with_pool(|p| {
+                let mut load = p.config.load.clone();
+                load.apply_query(query)
+                    .map(|()| p.set_load(load))
+                    .map_err(|e| (StatusCode::BAD_REQUEST, e))
+            }),
             (&Method::PUT | &Method::POST, ["connections"]) => query
                 .and_then(|q| q.strip_prefix("count="))
                 .and_then(|n| n.parse::<usize>().ok())
@@ -191,7 +212,7 @@ impl SimHandle {
                 )),
             _ => Err((
                 StatusCode::NOT_FOUND,
-                "unknown control path; see GET /sim/state, PUT|DELETE /sim/faults/NAME, PUT /sim/connections?count=N".to_owned(),
+                "unknown control path; see GET /sim/state, PUT|DELETE /sim/faults/NAME, PUT /sim/connections?count=N, PUT /sim/load?callers=N&ops_per_second=F&ops_per_checkout=N&error_fraction=F&slow_fraction=F".to_owned(),
             )),
         };
         match result {
@@ -209,6 +230,20 @@ impl SimHandle {
                 Bytes::from(message + "\n"),
             ),
         }
+    }
+}
+
+const MISSING_TOKEN: &str = "Unauthorized: Missing X-Auth-Token header";
+const INVALID_TOKEN: &str = "Unauthorized: Invalid token";
+const INVALID_TOKEN_FORMAT: &str = "Unauthorized: Invalid token format";
+
+/// The pool's 401 reasons, in its words; `None` when the token is right.
+fn token_refusal(given: Option<&HeaderValue>, token: &str) -> Option<&'static str> {
+    match given.map(HeaderValue::to_str) {
+        None => Some(MISSING_TOKEN),
+        Some(Err(_)) => Some(INVALID_TOKEN_FORMAT),
+        Some(Ok(t)) if t == token => None,
+        Some(Ok(_)) => Some(INVALID_TOKEN),
     }
 }
 
