@@ -143,7 +143,7 @@ impl PoolHistory {
                 }
             }
         }
-        if now % 16 == 0 {
+        if now.is_multiple_of(16) {
             self.seen
                 .retain(|_, s| now - s.observation < FORGET_AFTER_OBSERVATIONS);
         }

@@ -731,6 +731,94 @@ mod tests {
             .value
     }
 
+    /// The documents the real pool answered in each captured condition.
+    fn capture(status: &str, health: &str, native: &str) -> Snapshot {
+        Snapshot {
+            status: ok(serde_json::from_str(status).unwrap()),
+            health: ok(serde_json::from_str(health).unwrap()),
+            metrics: ok(parse(native)),
+        }
+    }
+
+    #[test]
+    fn real_pool_captures_translate_to_what_they_mean() {
+        macro_rules! fixture {
+            ($dir:literal) => {
+                capture(
+                    include_str!(concat!("../tests/fixtures/realpool/", $dir, "/status.json")),
+                    include_str!(concat!("../tests/fixtures/realpool/", $dir, "/health.json")),
+                    include_str!(concat!("../tests/fixtures/realpool/", $dir, "/native.txt")),
+                )
+            };
+        }
+        // Busy: nothing listed, health 503, yet the histogram counts 420
+        // operations and handshakes.
+        let busy = fixture!("busy");
+        let t = translate(&busy, &SourceCounters::default(), &options(1000));
+        let ep = ("endpoint", "localhost:19443");
+        assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
+        assert_eq!(
+            value(find(&t, "secure_channel_pool_active_connections"), &[ep]),
+            0.0
+        );
+        assert_eq!(value(find(&t, "secure_channel_pool_healthy"), &[ep]), 0.0);
+        let native: Vec<&str> = t.native.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            native,
+            [
+                "secure_channel_active_connections",
+                "secure_channel_errors_total",
+                "secure_channel_latency_ms",
+                "secure_channel_reconnects_total"
+            ]
+        );
+        // Quiet: unused idle connections, p95 0 meaning "no samples".
+        let quiet = fixture!("quiet");
+        let t = translate(&quiet, &SourceCounters::default(), &options(1000));
+        let ep = ("endpoint", "localhost:19444");
+        assert_eq!(value(find(&t, "secure_channel_pool_healthy"), &[ep]), 1.0);
+        let p95 = find(&t, "secure_channel_connection_p95_latency_seconds");
+        assert_eq!(p95.samples.len(), 2);
+        assert!(p95.samples.iter().all(|s| s.value == 0.0));
+        // Returning build: a used connection shows its error and p95.
+        let returning = fixture!("returning-build");
+        let t = translate(&returning, &SourceCounters::default(), &options(1000));
+        let used = [("connection_id", "194")];
+        assert_eq!(
+            value(find(&t, "secure_channel_connection_errors_total"), &used),
+            1.0
+        );
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_connection_p95_latency_seconds"),
+                &used
+            ),
+            0.003
+        );
+        // Slow relay: the listed connections look fast; only the native
+        // histogram shows the slow operations.
+        let slow = fixture!("slow-relay");
+        let t = translate(&slow, &SourceCounters::default(), &options(1000));
+        let ep = ("endpoint", "localhost:19443");
+        assert_eq!(
+            value(find(&t, "secure_channel_pool_p95_latency_seconds"), &[ep]),
+            0.0
+        );
+        let hist = t
+            .native
+            .iter()
+            .find(|f| f.name == "secure_channel_latency_ms")
+            .unwrap();
+        let bucket = |le: &str| {
+            hist.samples
+                .iter()
+                .find(|s| s.labels.iter().any(|(n, v)| n == "le" && v == le))
+                .unwrap()
+                .value
+        };
+        assert_eq!(bucket("1000") - bucket("500"), 60.0);
+    }
+
     #[test]
     fn systemtime_fixture_becomes_the_metric_contract() {
         let snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));

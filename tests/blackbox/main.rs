@@ -6,5 +6,6 @@ mod common;
 mod faults;
 mod lifecycle;
 mod perf;
+mod realpool;
 mod scrape;
 mod security;
