@@ -10,10 +10,10 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use secure_channel_exporter::exposition::encode::Encoder;
 use secure_channel_exporter::exposition::{parse, Format};
 use secure_channel_exporter::pool::{Health, PoolStatus};
-use secure_channel_exporter::sim::{SimConfig, SimPool};
-use secure_channel_exporter::translate::{
+use secure_channel_exporter::scrape::translate::{
     encode_scrape, translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
+use secure_channel_exporter::sim::{SimConfig, SimPool};
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 /// A fixed instant, so every run benchmarks the same documents.

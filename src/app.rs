@@ -1,19 +1,26 @@
-//! Wires a validated [`Config`] into a running exporter.
+//! Wires a validated [`Config`] into a running exporter: the features'
+//! routes in one table, behind the gate, on the listener.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::cli::Config;
-use crate::collector::Collector;
+use crate::exposition::{MetricFamily, MetricType};
+use crate::http::router::{literal, RouteError};
+use crate::http::web::{WebConfigError, WebConfigWatcher};
+use crate::http::{self, text, Gate, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
 use crate::pool::PoolClient;
-use crate::probe::Probe;
-use crate::server::{self, App};
+use crate::scrape::{self, Collector, Probe};
 use crate::sim::{self, SimConfig, SimHandle, SimPool};
-use crate::web::{WebConfigError, WebConfigWatcher};
+use crate::ui;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -28,6 +35,75 @@ pub enum StartError {
     Client(#[from] ClientBuildError),
     #[error(transparent)]
     WebConfig(#[from] WebConfigError),
+    #[error("invalid --web.telemetry-path: {0}")]
+    Route(#[from] RouteError),
+}
+
+/// What the routes of a running exporter share.
+struct Exporter {
+    collector: Collector,
+    probe: Option<Probe>,
+    telemetry_path: String,
+    scrape_timeout_offset: Duration,
+    web: Option<Arc<WebConfigWatcher>>,
+    stats: Arc<WebStats>,
+}
+
+/// Every path the exporter answers.
+fn routes(telemetry_path: &str) -> Result<Router<Exporter>, RouteError> {
+    Router::<Exporter>::default()
+        // Liveness stays open so orchestrators need no credentials.
+        .public("/health", |_: Arc<Exporter>, _, _| async {
+            text(StatusCode::OK, "OK\n")
+        })?
+        .route("/", |app: Arc<Exporter>, _, _| async move {
+            ui::landing::page(&app.telemetry_path, app.collector.pool_url())
+        })?
+        .route("/ready", |app: Arc<Exporter>, _, _| async move {
+            scrape::routes::ready(&app.collector).await
+        })?
+        .route(
+            &literal(telemetry_path),
+            |app: Arc<Exporter>, req, _| async move {
+                let extra = app.web_families();
+                scrape::routes::metrics(&app.collector, &req, app.scrape_timeout_offset, &extra)
+                    .await
+            },
+        )?
+        .route("/probe", |app: Arc<Exporter>, req, _| async move {
+            scrape::routes::probe(app.probe.as_ref(), &req, app.scrape_timeout_offset).await
+        })
+}
+
+impl Exporter {
+    fn web_families(&self) -> Vec<MetricFamily> {
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+        let mut out = vec![
+            MetricFamily::new(
+                "secure_channel_exporter_web_auth_failures_total",
+                "Requests refused for missing or wrong basic-auth credentials.",
+                MetricType::Counter,
+            )
+            .with_sample(vec![], count(&self.stats.auth_failures)),
+            MetricFamily::new(
+                "secure_channel_exporter_web_tls_handshake_failures_total",
+                "Client connections that failed the TLS handshake (unknown CA, missing client certificate, plain HTTP).",
+                MetricType::Counter,
+            )
+            .with_sample(vec![], count(&self.stats.tls_handshake_failures)),
+        ];
+        if let Some(web) = &self.web {
+            out.push(
+                MetricFamily::new(
+                    "secure_channel_exporter_web_config_last_reload_successful",
+                    "1 if the last load of --web.config.file succeeded, 0 if the last good one is still in force.",
+                    MetricType::Gauge,
+                )
+                .with_sample(vec![], if web.last_reload_ok() { 1.0 } else { 0.0 }),
+            );
+        }
+        out
+    }
 }
 
 /// Runs the exporter until `shutdown` resolves.
@@ -46,6 +122,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         .map(WebConfigWatcher::new)
         .transpose()?
         .map(Arc::new);
+    let router = routes(&config.telemetry_path)?;
     let client = PoolClient::new(&config.pool)?;
     let probe = (!config.probe_allowed_targets.is_empty()).then(|| {
         Probe::new(
@@ -77,14 +154,27 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
-    let app = Arc::new(App::new(
+    let stats = Arc::new(WebStats::default());
+    let exporter = Arc::new(Exporter {
         collector,
-        config.telemetry_path.clone(),
-        config.scrape_timeout_offset,
-        web,
         probe,
-    ));
-    server::run(listener, app, config.web_max_connections, shutdown).await;
+        telemetry_path: config.telemetry_path.clone(),
+        scrape_timeout_offset: config.scrape_timeout_offset,
+        web: web.clone(),
+        stats: stats.clone(),
+    });
+    let gate = Arc::new(Gate::new(web.clone(), stats.clone()));
+    let router = Arc::new(router);
+    let handler = move |req: Request<Incoming>| {
+        let (gate, router, exporter) = (gate.clone(), router.clone(), exporter.clone());
+        async move { Ok::<_, Infallible>(gate.handle(&router, exporter, req).await) }
+    };
+    let options = ServeOptions {
+        max_connections: config.web_max_connections,
+        web,
+        stats,
+    };
+    http::serve_with(listener, handler, shutdown, options).await;
     let _ = shutdown_tx.send(true);
     if let Some(demo) = demo {
         let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;

@@ -13,7 +13,7 @@ use reqwest::Url;
 
 use crate::logging::{LogFormat, LogLevel};
 use crate::pool::PoolClientConfig;
-use crate::probe::TargetPattern;
+use crate::scrape::probe::TargetPattern;
 
 pub const ENV_POOL_URL: &str = "SECURE_CHANNEL_POOL_URL";
 pub const ENV_POOL_TOKEN: &str = "SECURE_CHANNEL_POOL_TOKEN";

@@ -3,16 +3,12 @@
 
 pub mod app;
 pub mod cli;
-pub mod collector;
-pub mod derived;
 pub mod exposition;
+pub mod http;
 pub mod logging;
 pub mod pool;
-pub mod probe;
-pub mod process;
 pub mod redact;
-pub mod server;
+pub mod scrape;
 pub mod sim;
 pub mod tls;
-pub mod translate;
-pub mod web;
+pub mod ui;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 use secure_channel_exporter::cli::{dotted_help, normalize_args, Args, Config};
-use secure_channel_exporter::{app, logging, server};
+use secure_channel_exporter::{app, http, logging};
 
 const NAME: &str = "secure-channel-exporter";
 
@@ -49,7 +49,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(config, server::shutdown_signal())) {
+    match runtime.block_on(app::run(config, http::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -8,7 +8,7 @@ use secure_channel_exporter::exposition::{
     encode, parse, Format, MetricFamily, MetricType, Sample,
 };
 use secure_channel_exporter::pool::{Health, PoolStatus};
-use secure_channel_exporter::translate::{
+use secure_channel_exporter::scrape::translate::{
     translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
 

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use secure_channel_exporter::exposition::{encode, parse, Format};
 use secure_channel_exporter::pool::PoolStatus;
-use secure_channel_exporter::translate::{
+use secure_channel_exporter::scrape::translate::{
     translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
 

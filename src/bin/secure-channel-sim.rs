@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use argh::FromArgs;
 use secure_channel_exporter::cli::{normalize_args, parse_duration, parse_listen_address};
+use secure_channel_exporter::http::web::WebConfigWatcher;
+use secure_channel_exporter::http::{shutdown_signal, ServeOptions};
 use secure_channel_exporter::logging::{self, LogFormat, LogLevel};
-use secure_channel_exporter::server::{shutdown_signal, ServeOptions};
 use secure_channel_exporter::sim::{self, Load, Model, SimConfig, SimHandle, SimPool, TimeFormat};
-use secure_channel_exporter::web::WebConfigWatcher;
 
 /// A simulated SecureChannelPool speaking the pool's wire format, with faults
 /// and load switchable at run time: PUT/DELETE /sim/faults/NAME, PUT

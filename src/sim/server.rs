@@ -13,8 +13,8 @@ use tokio::net::TcpListener;
 
 use super::faults::{Fault, FaultSpec};
 use super::pool::SimPool;
+use crate::http::Body;
 use crate::pool::client::Document;
-use crate::server::Body;
 
 /// Size of the body served under the `oversized` fault.
 pub const OVERSIZED_BYTES: usize = 32 << 20;
@@ -294,7 +294,7 @@ pub async fn serve(
         handle,
         tick,
         shutdown,
-        crate::server::ServeOptions::default(),
+        crate::http::ServeOptions::default(),
     )
     .await;
 }
@@ -306,7 +306,7 @@ pub async fn serve_with(
     handle: SimHandle,
     tick: Duration,
     shutdown: impl std::future::Future<Output = ()>,
-    options: crate::server::ServeOptions,
+    options: crate::http::ServeOptions,
 ) {
     let steady = handle.with_pool(|p| p.config.steady);
     let ticker = (!steady).then(|| {
@@ -321,7 +321,7 @@ pub async fn serve_with(
         })
     });
     let handler = move |req: Request<Incoming>| handle.clone().handle(req);
-    crate::server::serve_with(listener, handler, shutdown, options).await;
+    crate::http::serve_with(listener, handler, shutdown, options).await;
     if let Some(t) = ticker {
         t.abort();
     }

@@ -19,12 +19,12 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::derived::PoolHistory;
 use crate::exposition::encode::Encoder;
 use crate::exposition::{Format, MetricFamily};
 use crate::pool::client::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
-use crate::translate::{
+use crate::scrape::derived::PoolHistory;
+use crate::scrape::translate::{
     encode_scrape, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
 
@@ -345,7 +345,7 @@ impl Collector {
             snapshot,
             counters,
             &options,
-            &crate::process::families(),
+            &crate::scrape::process::families(),
             format,
         );
         if !trailing.is_empty() {

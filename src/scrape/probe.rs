@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::collector::Collector;
 use crate::pool::PoolClient;
+use crate::scrape::collector::Collector;
 
 /// Most per-target collectors kept (each holds its own counters).
 const MAX_TARGETS: usize = 256;

@@ -6,11 +6,11 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
-use crate::derived::DerivedCounters;
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
 use crate::pool::client::{Document, FailureReason};
 use crate::pool::{Connection, Health, PoolStatus};
+use crate::scrape::derived::DerivedCounters;
 
 /// What one fetch of one document produced.
 #[derive(Debug)]
@@ -696,10 +696,10 @@ mod tests {
         Snapshot {
             status: ok(serde_json::from_str(status_json).unwrap()),
             health: ok(
-                serde_json::from_str(include_str!("../tests/fixtures/health_healthy.json"))
+                serde_json::from_str(include_str!("../../tests/fixtures/health_healthy.json"))
                     .unwrap(),
             ),
-            metrics: ok(parse(include_str!("../tests/fixtures/native_metrics.txt"))),
+            metrics: ok(parse(include_str!("../../tests/fixtures/native_metrics.txt"))),
         }
     }
 
@@ -745,9 +745,9 @@ mod tests {
         macro_rules! fixture {
             ($dir:literal) => {
                 capture(
-                    include_str!(concat!("../tests/fixtures/realpool/", $dir, "/status.json")),
-                    include_str!(concat!("../tests/fixtures/realpool/", $dir, "/health.json")),
-                    include_str!(concat!("../tests/fixtures/realpool/", $dir, "/native.txt")),
+                    include_str!(concat!("../../tests/fixtures/realpool/", $dir, "/status.json")),
+                    include_str!(concat!("../../tests/fixtures/realpool/", $dir, "/health.json")),
+                    include_str!(concat!("../../tests/fixtures/realpool/", $dir, "/native.txt")),
                 )
             };
         }
@@ -821,7 +821,7 @@ mod tests {
 
     #[test]
     fn systemtime_fixture_becomes_the_metric_contract() {
-        let snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));
+        let snap = fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
         let ep = ("endpoint", "relay.example.net:443");
@@ -894,7 +894,7 @@ mod tests {
 
     #[test]
     fn rfc3339_fixture_with_optional_fields() {
-        let snap = fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json"));
+        let snap = fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json"));
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         let ep = ("endpoint", "relay.bitcoin-sprint.inc:443");
         assert_eq!(
@@ -932,7 +932,7 @@ mod tests {
 
     #[test]
     fn failed_status_hides_pool_series_but_keeps_the_rest() {
-        let mut snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));
+        let mut snap = fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
         snap.status = failed(FailureReason::Timeout);
         let mut counters = SourceCounters {
             requests: [5, 5, 5],
@@ -1002,7 +1002,7 @@ mod tests {
 
     #[test]
     fn colliding_native_families_are_dropped_and_counted() {
-        let mut snap = fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json"));
+        let mut snap = fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
         snap.metrics = ok(parse(
             "# TYPE secure_channel_up gauge\nsecure_channel_up 0\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1\nother 1\n",
         ));
@@ -1050,8 +1050,8 @@ mod tests {
         };
         counters.failures[1][2] = 3;
         let mut snapshots = vec![
-            fixture_snapshot(include_str!("../tests/fixtures/status_systemtime.json")),
-            fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json")),
+            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json")),
+            fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json")),
             sim_snapshot(SimConfig {
                 connections: 300,
                 extended: true,
@@ -1070,7 +1070,7 @@ mod tests {
                 ..SimConfig::default()
             }),
         ];
-        let mut broken = fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json"));
+        let mut broken = fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json"));
         broken.status = failed(FailureReason::Decode);
         broken.metrics = failed(FailureReason::Timeout);
         snapshots.push(broken);
@@ -1122,7 +1122,7 @@ mod tests {
 
     #[test]
     fn own_families_encode_cleanly_in_both_formats() {
-        let snap = fixture_snapshot(include_str!("../tests/fixtures/status_rfc3339.json"));
+        let snap = fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json"));
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         for format in [Format::PrometheusText, Format::OpenMetrics] {
             let text = encode(&t.own, format);

@@ -1,0 +1,47 @@
+//! The HTTP plumbing under the features: a route-free listener, a path
+//! table, the gate every request passes (methods, bodies, basic auth,
+//! configured headers) and the exporter-toolkit web-config file. It knows
+//! no route of its own.
+
+pub mod gate;
+pub mod listener;
+pub mod router;
+pub mod web;
+
+use std::sync::atomic::AtomicU64;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+
+pub use gate::Gate;
+pub use listener::{serve, serve_with, shutdown_signal, ServeOptions};
+pub use router::{Params, Router};
+
+pub type Body = Full<Bytes>;
+
+/// Counters of the listener's defences, exported on the telemetry path.
+#[derive(Debug, Default)]
+pub struct WebStats {
+    pub auth_failures: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+}
+
+/// A response with `body` and its content type.
+pub fn respond(
+    code: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+/// A plain-text response.
+pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    respond(code, "text/plain; charset=utf-8", body)
+}

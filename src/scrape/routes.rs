@@ -1,0 +1,106 @@
+//! The answers of `/metrics`, `/probe` and `/ready`.
+
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL};
+use hyper::{Request, Response, StatusCode};
+use tokio::time::Instant;
+
+use super::collector::Collector;
+use super::probe::{Probe, ProbeError};
+use crate::exposition::{negotiate, MetricFamily};
+use crate::http::{respond, text, Body};
+
+/// Floor for a scrape deadline, so a tiny scrape timeout still tries.
+const MIN_SCRAPE_BUDGET: Duration = Duration::from_millis(100);
+
+/// The fetch budget: Prometheus' scrape timeout minus the offset, capped by
+/// `--pool.timeout`.
+pub fn scrape_budget(
+    header: Option<&HeaderValue>,
+    offset: Duration,
+    pool_timeout: Duration,
+) -> Duration {
+    let Some(scrape_timeout) = header
+        .and_then(|h| h.to_str().ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+    else {
+        return pool_timeout;
+    };
+    let budget = if scrape_timeout > offset * 2 {
+        scrape_timeout - offset
+    } else {
+        // Offset too large for this timeout: keep half of it instead.
+        scrape_timeout / 2
+    };
+    budget.max(MIN_SCRAPE_BUDGET).min(pool_timeout)
+}
+
+/// One scrape of `collector` in the negotiated format, with `extra`
+/// families appended. Scrapes that shared one pool fetch also share the
+/// rendered body (no per-response copy of a multi-megabyte answer).
+pub async fn metrics(
+    collector: &Collector,
+    req: &Request<Incoming>,
+    offset: Duration,
+    extra: &[MetricFamily],
+) -> Response<Body> {
+    let budget = scrape_budget(
+        req.headers().get("x-prometheus-scrape-timeout-seconds"),
+        offset,
+        collector.pool_timeout(),
+    );
+    let format = negotiate(req.headers().get(ACCEPT).and_then(|h| h.to_str().ok()));
+    let collected = collector.collect(Instant::now() + budget).await;
+    let body = collector.render_bytes(&collected, format, extra);
+    let mut resp = respond(StatusCode::OK, format.content_type(), body);
+    resp.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+/// `/probe?target=`: a scrape of another pool, when the allow-list admits it.
+pub async fn probe(
+    probe: Option<&Probe>,
+    req: &Request<Incoming>,
+    offset: Duration,
+) -> Response<Body> {
+    let Some(probe) = probe else {
+        return text(
+            StatusCode::NOT_FOUND,
+            "probe mode is off: start the exporter with --probe.allowed-targets\n",
+        );
+    };
+    let target = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "target")
+            .map(|(_, v)| v.into_owned())
+    });
+    match probe.collector_for(target.as_deref()) {
+        Ok(collector) => metrics(&collector, req, offset, &[]).await,
+        Err(e) => {
+            tracing::warn!(error = %e, "probe refused");
+            let code = match e {
+                ProbeError::NotAllowed(_) => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            text(code, format!("{e}\n"))
+        }
+    }
+}
+
+/// `/ready`: 200 while the latest status fetch succeeded, 503 with the
+/// reason otherwise.
+pub async fn ready(collector: &Collector) -> Response<Body> {
+    let readiness = collector.readiness().await;
+    let code = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::to_string(&readiness).unwrap_or_else(|_| "{}".into());
+    respond(code, "application/json", body + "\n")
+}

@@ -1,0 +1,30 @@
+//! The landing page at `/`: name, version, the pool, links.
+
+use hyper::{Response, StatusCode};
+
+use crate::http::{respond, Body};
+
+pub fn page(telemetry_path: &str, pool_url: &str) -> Response<Body> {
+    let path = html_escape(telemetry_path);
+    let html = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>SecureChannelPool exporter</title></head>\n\
+         <body><h1>SecureChannelPool exporter</h1>\n\
+         <p>Version {version} (revision {revision})</p>\n\
+         <p>Pool: <code>{pool}</code></p>\n\
+         <ul><li><a href=\"{path}\">Metrics</a> ({path})</li>\n\
+         <li><a href=\"/health\">Liveness</a> (/health)</li>\n\
+         <li><a href=\"/ready\">Readiness</a> (/ready)</li></ul>\n\
+         </body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        revision = env!("BUILD_REVISION"),
+        pool = html_escape(pool_url),
+    );
+    respond(StatusCode::OK, "text/html; charset=utf-8", html)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}

@@ -1,0 +1,3 @@
+//! What a person sees in a browser.
+
+pub mod landing;
