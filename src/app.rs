@@ -12,12 +12,13 @@ use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::cli::Config;
-use crate::exposition::{MetricFamily, MetricType};
+use crate::exposition::MetricFamily;
 use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
 use crate::http::{self, text, Gate, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
 use crate::pool::PoolClient;
+use crate::scrape::catalogue;
 use crate::scrape::{self, Collector, Probe};
 use crate::sim::{self, SimConfig, SimHandle, SimPool};
 use crate::ui;
@@ -79,27 +80,18 @@ impl Exporter {
     fn web_families(&self) -> Vec<MetricFamily> {
         let count = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
         let mut out = vec![
-            MetricFamily::new(
-                "secure_channel_exporter_web_auth_failures_total",
-                "Requests refused for missing or wrong basic-auth credentials.",
-                MetricType::Counter,
-            )
-            .with_sample(vec![], count(&self.stats.auth_failures)),
-            MetricFamily::new(
-                "secure_channel_exporter_web_tls_handshake_failures_total",
-                "Client connections that failed the TLS handshake (unknown CA, missing client certificate, plain HTTP).",
-                MetricType::Counter,
-            )
-            .with_sample(vec![], count(&self.stats.tls_handshake_failures)),
+            catalogue::EXPORTER_WEB_AUTH_FAILURES_TOTAL
+                .family()
+                .with_sample(vec![], count(&self.stats.auth_failures)),
+            catalogue::EXPORTER_WEB_TLS_HANDSHAKE_FAILURES_TOTAL
+                .family()
+                .with_sample(vec![], count(&self.stats.tls_handshake_failures)),
         ];
         if let Some(web) = &self.web {
             out.push(
-                MetricFamily::new(
-                    "secure_channel_exporter_web_config_last_reload_successful",
-                    "1 if the last load of --web.config.file succeeded, 0 if the last good one is still in force.",
-                    MetricType::Gauge,
-                )
-                .with_sample(vec![], if web.last_reload_ok() { 1.0 } else { 0.0 }),
+                catalogue::EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL
+                    .family()
+                    .with_sample(vec![], if web.last_reload_ok() { 1.0 } else { 0.0 }),
             );
         }
         out

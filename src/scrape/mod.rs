@@ -3,6 +3,7 @@
 //! purely ([`translate`], [`derived`]), the exporter's own family names
 //! ([`catalogue`]), and the routes that answer a scrape ([`routes`]).
 
+pub mod catalogue;
 pub mod collector;
 pub mod derived;
 pub mod probe;

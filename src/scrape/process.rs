@@ -1,7 +1,8 @@
 //! Standard `process_*` metrics of the exporter itself, read from /proc
 //! (the same families and meanings as the Go and Rust Prometheus clients).
 
-use crate::exposition::{MetricFamily, MetricType};
+use crate::exposition::MetricFamily;
+use crate::scrape::catalogue::{self, FamilyDef};
 
 pub fn families() -> Vec<MetricFamily> {
     #[cfg(target_os = "linux")]
@@ -18,8 +19,8 @@ pub fn families() -> Vec<MetricFamily> {
 mod linux {
     use super::*;
 
-    fn one(name: &str, help: &str, kind: MetricType, value: f64) -> MetricFamily {
-        MetricFamily::new(name, help, kind).with_sample(vec![], value)
+    fn one(def: &FamilyDef, value: f64) -> MetricFamily {
+        def.family().with_sample(vec![], value)
     }
 
     /// Fields of /proc/self/stat after the parenthesised command name,
@@ -52,9 +53,7 @@ mod linux {
             if let (Some(utime), Some(stime)) = (num(11), num(12)) {
                 if ticks > 0.0 {
                     out.push(one(
-                        "process_cpu_seconds_total",
-                        "Total user and system CPU time spent in seconds.",
-                        MetricType::Counter,
+                        &catalogue::PROCESS_CPU_SECONDS_TOTAL,
                         (utime + stime) / ticks,
                     ));
                 }
@@ -62,36 +61,21 @@ mod linux {
             if let (Some(start), Some(boot)) = (num(19), boot_time()) {
                 if ticks > 0.0 {
                     out.push(one(
-                        "process_start_time_seconds",
-                        "Start time of the process since unix epoch in seconds.",
-                        MetricType::Gauge,
+                        &catalogue::PROCESS_START_TIME_SECONDS,
                         boot + start / ticks,
                     ));
                 }
             }
             if let Some(vsize) = num(20) {
-                out.push(one(
-                    "process_virtual_memory_bytes",
-                    "Virtual memory size in bytes.",
-                    MetricType::Gauge,
-                    vsize,
-                ));
+                out.push(one(&catalogue::PROCESS_VIRTUAL_MEMORY_BYTES, vsize));
             }
             if let Some(rss) = num(21) {
-                out.push(one(
-                    "process_resident_memory_bytes",
-                    "Resident memory size in bytes.",
-                    MetricType::Gauge,
-                    rss * page,
-                ));
+                out.push(one(&catalogue::PROCESS_RESIDENT_MEMORY_BYTES, rss * page));
             }
         }
         if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
             out.push(one(
-                "process_open_fds",
-                "Number of open file descriptors.",
-                MetricType::Gauge,
-                // One entry is the descriptor read_dir itself holds.
+                &catalogue::PROCESS_OPEN_FDS, // One entry is the descriptor read_dir itself holds.
                 dir.count().saturating_sub(1) as f64,
             ));
         }
@@ -100,12 +84,7 @@ mod linux {
             rlim_max: 0,
         };
         if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
-            out.push(one(
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                MetricType::Gauge,
-                limit.rlim_cur as f64,
-            ));
+            out.push(one(&catalogue::PROCESS_MAX_FDS, limit.rlim_cur as f64));
         }
         out
     }

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use super::catalogue::{self, FamilyDef};
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
 use crate::pool::client::{Document, FailureReason};
@@ -105,47 +106,8 @@ pub struct Translation<'a> {
     pub native: Vec<&'a MetricFamily>,
 }
 
-/// Families the exporter itself defines; a native family that would produce
-/// one of these names is dropped so it cannot shadow ours.
-pub const OWN_FAMILY_NAMES: &[&str] = &[
-    "secure_channel_up",
-    "secure_channel_pool_info",
-    "secure_channel_pool_healthy",
-    "secure_channel_pool_active_connections",
-    "secure_channel_pool_open_connection_errors",
-    "secure_channel_pool_open_connection_reconnects",
-    "secure_channel_pool_p95_latency_seconds",
-    "secure_channel_pool_connection_errors_seen_total",
-    "secure_channel_pool_connection_reconnects_seen_total",
-    "secure_channel_pool_connections_opened_total",
-    "secure_channel_connection_errors_total",
-    "secure_channel_connection_reconnects_total",
-    "secure_channel_connection_p95_latency_seconds",
-    "secure_channel_connection_last_activity_timestamp_seconds",
-    "secure_channel_connection_healthy",
-    "secure_channel_connection_info",
-    "secure_channel_exporter_source_up",
-    "secure_channel_exporter_source_duration_seconds",
-    "secure_channel_exporter_source_requests_total",
-    "secure_channel_exporter_source_failures_total",
-    "secure_channel_exporter_connections_omitted",
-    "secure_channel_exporter_native_families_dropped",
-    "secure_channel_exporter_native_lines_skipped",
-    "secure_channel_exporter_build_info",
-];
-
-const RESERVED_PREFIX: &str = "process_";
-
 fn l(name: &'static str, value: impl Into<String>) -> Label {
     (Cow::Borrowed(name), value.into())
-}
-
-fn gauge(name: &str, help: &str) -> MetricFamily {
-    MetricFamily::new(name, help, MetricType::Gauge)
-}
-
-fn counter(name: &str, help: &str) -> MetricFamily {
-    MetricFamily::new(name, help, MetricType::Counter)
 }
 
 fn bool_value(b: bool) -> f64 {
@@ -232,11 +194,9 @@ impl<'a> Parts<'a> {
         let endpoint = snapshot.endpoint().or(options.fallback_endpoint);
         let mut head = Vec::with_capacity(8);
         head.push(
-            gauge(
-                "secure_channel_up",
-                "1 if the pool's status document was fetched and decoded in this scrape, 0 otherwise.",
-            )
-            .with_sample(vec![], bool_value(snapshot.status.result.is_ok())),
+            catalogue::UP
+                .family()
+                .with_sample(vec![], bool_value(snapshot.status.result.is_ok())),
         );
 
         let mut omitted = 0;
@@ -261,11 +221,9 @@ impl<'a> Parts<'a> {
         if let (Ok(health), Some(endpoint)) = (&snapshot.health.result, endpoint) {
             if let Some(healthy) = health.is_healthy() {
                 tail.push(
-                    gauge(
-                        "secure_channel_pool_healthy",
-                        "1 if the pool's /healthz says healthy, 0 if unhealthy. The published pool answers unhealthy (503) whenever its idle list is empty, which a busy, working pool does: 0 alone is not an outage.",
-                    )
-                    .with_sample(vec![l("endpoint", endpoint)], bool_value(healthy)),
+                    catalogue::POOL_HEALTHY
+                        .family()
+                        .with_sample(vec![l("endpoint", endpoint)], bool_value(healthy)),
                 );
             }
         }
@@ -295,26 +253,20 @@ impl<'a> Parts<'a> {
 fn derived_families(derived: &DerivedCounters, out: &mut Vec<MetricFamily>) {
     let ep = || vec![l("endpoint", derived.endpoint.as_str())];
     out.push(
-        counter(
-            "secure_channel_pool_connection_errors_seen_total",
-            "Errors reported by listed connections, counted by this exporter: each connection's errors once, from its first sighting (including those it had before it was first scraped). Only connections the pool lists count: the published pool never lists used ones, so there it stays 0.",
-        )
-        .with_sample(ep(), derived.errors_seen),
+        catalogue::POOL_CONNECTION_ERRORS_SEEN_TOTAL
+            .family()
+            .with_sample(ep(), derived.errors_seen),
     );
     out.push(
-        counter(
-            "secure_channel_pool_connection_reconnects_seen_total",
-            "Reconnects (key rotations) reported by listed connections, counted by this exporter the same way as secure_channel_pool_connection_errors_seen_total.",
-        )
-        .with_sample(ep(), derived.reconnects_seen),
+        catalogue::POOL_CONNECTION_RECONNECTS_SEEN_TOTAL
+            .family()
+            .with_sample(ep(), derived.reconnects_seen),
     );
     if let Some(opened) = derived.connections_opened {
         out.push(
-            counter(
-                "secure_channel_pool_connections_opened_total",
-                "Connections (TLS handshakes) the pool opened since this exporter started, derived from the growth of the highest integer connection_id listed. It lags while the pool lists nothing and catches up when it lists a newer connection; ids restarting at 1 (a pool restart) are counted as new connections.",
-            )
-            .with_sample(ep(), opened),
+            catalogue::POOL_CONNECTIONS_OPENED_TOTAL
+                .family()
+                .with_sample(ep(), opened),
         );
     }
 }
@@ -328,48 +280,34 @@ fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
     if let Some(backend) = &status.backend {
         info_labels.push(l("backend", backend.as_str()));
     }
-    out.push(
-        gauge(
-            "secure_channel_pool_info",
-            "Identity of the pool; the value is always 1.",
-        )
-        .with_sample(info_labels, 1.0),
-    );
+    out.push(catalogue::POOL_INFO.family().with_sample(info_labels, 1.0));
     let active = status
         .active_connections
         .unwrap_or(status.connections.len() as f64);
     out.push(
-        gauge(
-            "secure_channel_pool_active_connections",
-            "Connections the pool lists now (its active_connections). The published pool lists only idle connections, so this is 0 on a busy pool whose callers hold every connection; builds that return connections list those too.",
-        )
-        .with_sample(ep(), active),
+        catalogue::POOL_ACTIVE_CONNECTIONS
+            .family()
+            .with_sample(ep(), active),
     );
     if let Some(errors) = status.total_errors {
         out.push(
-            gauge(
-                "secure_channel_pool_open_connection_errors",
-                "Errors summed over the connections listed now (the pool's total_errors); the published pool never lists a connection that was used, so there it is always 0. It drops when a connection closes: a gauge, not a counter; rate secure_channel_pool_connection_errors_seen_total instead.",
-            )
-            .with_sample(ep(), errors),
+            catalogue::POOL_OPEN_CONNECTION_ERRORS
+                .family()
+                .with_sample(ep(), errors),
         );
     }
     if let Some(reconnects) = status.total_reconnects {
         out.push(
-            gauge(
-                "secure_channel_pool_open_connection_reconnects",
-                "Reconnects (key rotations) summed over the connections listed now (the pool's total_reconnects). It drops when a connection closes: a gauge, not a counter; rate secure_channel_pool_connection_reconnects_seen_total instead.",
-            )
-            .with_sample(ep(), reconnects),
+            catalogue::POOL_OPEN_CONNECTION_RECONNECTS
+                .family()
+                .with_sample(ep(), reconnects),
         );
     }
     if let Some(p95) = status.pool_p95_latency_ms {
         out.push(
-            gauge(
-                "secure_channel_pool_p95_latency_seconds",
-                "Highest p95 latency of the connections listed now, in seconds; 0 when none has samples (the published pool lists only unused connections). The pool closes connections above 0.5 s, so this never stays above it: use the native secure_channel_latency_ms histogram.",
-            )
-            .with_sample(ep(), p95 / 1000.0),
+            catalogue::POOL_P95_LATENCY_SECONDS
+                .family()
+                .with_sample(ep(), p95 / 1000.0),
         );
     }
 }
@@ -377,9 +315,7 @@ fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
 /// A per-connection family labelled `endpoint` and `connection_id`; its
 /// series is absent for a connection whose `value` is `None`.
 struct ConnectionFamily {
-    name: &'static str,
-    help: &'static str,
-    kind: MetricType,
+    def: &'static FamilyDef,
     value: fn(&Connection) -> Option<f64>,
     /// Typical length of a value, to size the output buffer.
     value_len: usize,
@@ -387,45 +323,33 @@ struct ConnectionFamily {
 
 const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
     ConnectionFamily {
-        name: "secure_channel_connection_errors_total",
-        help: "Read/write errors of this listed connection since it opened (0 for connections never used, which is all the published pool lists).",
-        kind: MetricType::Counter,
+        def: &catalogue::CONNECTION_ERRORS_TOTAL,
         value: |c| Some(c.errors),
         value_len: 3,
     },
     ConnectionFamily {
-        name: "secure_channel_connection_reconnects_total",
-        help: "Reconnects (key rotations) of this listed connection since it opened.",
-        kind: MetricType::Counter,
+        def: &catalogue::CONNECTION_RECONNECTS_TOTAL,
         value: |c| Some(c.reconnects),
         value_len: 2,
     },
     ConnectionFamily {
-        name: "secure_channel_connection_p95_latency_seconds",
-        help: "p95 read/write latency of this listed connection in seconds; 0 means no samples yet (a never-used connection), not a fast one.",
-        kind: MetricType::Gauge,
+        def: &catalogue::CONNECTION_P95_LATENCY_SECONDS,
         value: |c| c.p95_latency_ms.map(|v| v / 1000.0),
         value_len: 6,
     },
     ConnectionFamily {
-        name: "secure_channel_connection_last_activity_timestamp_seconds",
-        help: "Unix time of the last read or write on this listed connection, or of its creation if it was never used (it does not move on an idle connection).",
-        kind: MetricType::Gauge,
+        def: &catalogue::CONNECTION_LAST_ACTIVITY_TIMESTAMP_SECONDS,
         value: |c| c.last_activity.map(|t| t.0),
         value_len: 17,
     },
     ConnectionFamily {
-        name: "secure_channel_connection_healthy",
-        help: "1 if the pool reports this connection healthy, 0 if not (only for pools that report it).",
-        kind: MetricType::Gauge,
+        def: &catalogue::CONNECTION_HEALTHY,
         value: |c| c.is_healthy.map(bool_value),
         value_len: 1,
     },
 ];
 
-const CONNECTION_INFO_NAME: &str = "secure_channel_connection_info";
-const CONNECTION_INFO_HELP: &str =
-    "Remote address of this connection; the value is always 1 (only for pools that report it).";
+const CONNECTION_INFO: &FamilyDef = &catalogue::CONNECTION_INFO;
 
 /// The connections that survived the cap, with their pool's endpoint.
 struct ConnectionSeries<'a> {
@@ -446,7 +370,7 @@ impl ConnectionSeries<'_> {
         let mut out: Vec<MetricFamily> = CONNECTION_FAMILIES
             .iter()
             .map(|spec| {
-                let mut family = MetricFamily::new(spec.name, spec.help, spec.kind);
+                let mut family = spec.def.family();
                 for conn in &self.kept {
                     if let Some(v) = (spec.value)(conn) {
                         family.push(labels(conn), v);
@@ -455,7 +379,7 @@ impl ConnectionSeries<'_> {
                 family
             })
             .collect();
-        let mut info = gauge(CONNECTION_INFO_NAME, CONNECTION_INFO_HELP);
+        let mut info = CONNECTION_INFO.family();
         for conn in &self.kept {
             if let Some(addr) = &conn.remote_addr {
                 let mut with_addr = labels(conn);
@@ -483,10 +407,12 @@ impl ConnectionSeries<'_> {
             .iter()
             // Pools report a field for all their connections or for none.
             .filter(|spec| (spec.value)(first).is_some())
-            .map(|spec| 512 + self.kept.len() * (spec.name.len() + per_line + spec.value_len) + ids)
+            .map(|spec| {
+                512 + self.kept.len() * (spec.def.name.len() + per_line + spec.value_len) + ids
+            })
             .sum();
         let info = if first.remote_addr.is_some() {
-            self.kept.len() * (CONNECTION_INFO_NAME.len() + per_line + 40) + ids
+            self.kept.len() * (CONNECTION_INFO.name.len() + per_line + 40) + ids
         } else {
             0
         };
@@ -504,8 +430,8 @@ impl ConnectionSeries<'_> {
             if !self.kept.iter().any(|c| (spec.value)(c).is_some()) {
                 continue;
             }
-            encoder.header(spec.name, spec.help, spec.kind);
-            line_prefix(&mut prefix, spec.name, &endpoint);
+            encoder.header(spec.def.name, spec.def.help, spec.def.kind);
+            line_prefix(&mut prefix, spec.def.name, &endpoint);
             let out = encoder.buffer();
             for conn in &self.kept {
                 if let Some(v) = (spec.value)(conn) {
@@ -519,11 +445,11 @@ impl ConnectionSeries<'_> {
         }
         if self.kept.iter().any(|c| c.remote_addr.is_some()) {
             encoder.header(
-                CONNECTION_INFO_NAME,
-                CONNECTION_INFO_HELP,
+                CONNECTION_INFO.name,
+                CONNECTION_INFO.help,
                 MetricType::Gauge,
             );
-            line_prefix(&mut prefix, CONNECTION_INFO_NAME, &endpoint);
+            line_prefix(&mut prefix, CONNECTION_INFO.name, &endpoint);
             let out = encoder.buffer();
             for conn in &self.kept {
                 if let Some(addr) = &conn.remote_addr {
@@ -570,19 +496,18 @@ fn select_connections(connections: &[Connection], max: usize) -> (Vec<&Connectio
 }
 
 /// Native families that may be re-emitted, and how many were dropped for
-/// colliding with ours or using the reserved `process_` prefix.
+/// a name the catalogue reserves (ours, `process_`, `up`, `scrape_`).
 fn pass_through(parsed: &ParsedExposition) -> (Vec<&MetricFamily>, usize) {
     let mut dropped = 0;
     let kept = parsed
         .families
         .iter()
         .filter(|family| {
-            let collides = family.name.starts_with(RESERVED_PREFIX)
-                || OWN_FAMILY_NAMES.contains(&family.name.as_str())
-                || family.samples.iter().any(|s| {
-                    s.name.starts_with(RESERVED_PREFIX)
-                        || OWN_FAMILY_NAMES.contains(&s.name.as_str())
-                });
+            let collides = catalogue::is_reserved(&family.name)
+                || family
+                    .samples
+                    .iter()
+                    .any(|s| catalogue::is_reserved(&s.name));
             dropped += usize::from(collides);
             !collides
         })
@@ -598,22 +523,10 @@ fn exporter_families(
     build: &BuildInfo,
     out: &mut Vec<MetricFamily>,
 ) {
-    let mut up = gauge(
-        "secure_channel_exporter_source_up",
-        "1 if this pool document was fetched and decoded in this scrape, 0 otherwise.",
-    );
-    let mut duration = gauge(
-        "secure_channel_exporter_source_duration_seconds",
-        "Time spent fetching and decoding this pool document in this scrape.",
-    );
-    let mut requests = counter(
-        "secure_channel_exporter_source_requests_total",
-        "Fetches of this pool document since the exporter started.",
-    );
-    let mut failures = counter(
-        "secure_channel_exporter_source_failures_total",
-        "Failed fetches of this pool document since the exporter started, by reason.",
-    );
+    let mut up = catalogue::EXPORTER_SOURCE_UP.family();
+    let mut duration = catalogue::EXPORTER_SOURCE_DURATION_SECONDS.family();
+    let mut requests = catalogue::EXPORTER_SOURCE_REQUESTS_TOTAL.family();
+    let mut failures = catalogue::EXPORTER_SOURCE_FAILURES_TOTAL.family();
     for (doc, error, took) in snapshot.source_results() {
         let source = || vec![l("source", doc.source())];
         up.push(source(), bool_value(error.is_none()));
@@ -629,48 +542,36 @@ fn exporter_families(
     out.extend([up, duration, requests, failures]);
 
     out.push(
-        gauge(
-            "secure_channel_exporter_connections_omitted",
-            "Connections left out of this scrape by --collector.max-connections.",
-        )
-        .with_sample(vec![], omitted as f64),
+        catalogue::EXPORTER_CONNECTIONS_OMITTED
+            .family()
+            .with_sample(vec![], omitted as f64),
     );
     let (skipped, invalid) = match &snapshot.metrics.result {
         Ok(parsed) => (parsed.skipped_lines, parsed.invalid_families),
         Err(_) => (0, 0),
     };
     out.push(
-        gauge(
-            "secure_channel_exporter_native_families_dropped",
-            "Native metric families not passed through in this scrape, by reason.",
-        )
-        .with_sample(
-            vec![l("reason", "name_collision")],
-            dropped_collision as f64,
-        )
-        .with_sample(vec![l("reason", "invalid")], invalid as f64),
+        catalogue::EXPORTER_NATIVE_FAMILIES_DROPPED
+            .family()
+            .with_sample(
+                vec![l("reason", "name_collision")],
+                dropped_collision as f64,
+            )
+            .with_sample(vec![l("reason", "invalid")], invalid as f64),
     );
     out.push(
-        gauge(
-            "secure_channel_exporter_native_lines_skipped",
-            "Lines of the pool's native exposition that could not be read in this scrape.",
-        )
-        .with_sample(vec![], skipped as f64),
+        catalogue::EXPORTER_NATIVE_LINES_SKIPPED
+            .family()
+            .with_sample(vec![], skipped as f64),
     );
-    out.push(
-        gauge(
-            "secure_channel_exporter_build_info",
-            "Build of the exporter; the value is always 1.",
-        )
-        .with_sample(
-            vec![
-                l("version", build.version),
-                l("revision", build.revision),
-                l("rustc", build.rustc),
-            ],
-            1.0,
-        ),
-    );
+    out.push(catalogue::EXPORTER_BUILD_INFO.family().with_sample(
+        vec![
+            l("version", build.version),
+            l("revision", build.revision),
+            l("rustc", build.rustc),
+        ],
+        1.0,
+    ));
 }
 
 #[cfg(test)]
@@ -695,11 +596,13 @@ mod tests {
     fn fixture_snapshot(status_json: &str) -> Snapshot {
         Snapshot {
             status: ok(serde_json::from_str(status_json).unwrap()),
-            health: ok(
-                serde_json::from_str(include_str!("../../tests/fixtures/health_healthy.json"))
-                    .unwrap(),
-            ),
-            metrics: ok(parse(include_str!("../../tests/fixtures/native_metrics.txt"))),
+            health: ok(serde_json::from_str(include_str!(
+                "../../tests/fixtures/health_healthy.json"
+            ))
+            .unwrap()),
+            metrics: ok(parse(include_str!(
+                "../../tests/fixtures/native_metrics.txt"
+            ))),
         }
     }
 
@@ -745,9 +648,21 @@ mod tests {
         macro_rules! fixture {
             ($dir:literal) => {
                 capture(
-                    include_str!(concat!("../../tests/fixtures/realpool/", $dir, "/status.json")),
-                    include_str!(concat!("../../tests/fixtures/realpool/", $dir, "/health.json")),
-                    include_str!(concat!("../../tests/fixtures/realpool/", $dir, "/native.txt")),
+                    include_str!(concat!(
+                        "../../tests/fixtures/realpool/",
+                        $dir,
+                        "/status.json"
+                    )),
+                    include_str!(concat!(
+                        "../../tests/fixtures/realpool/",
+                        $dir,
+                        "/health.json"
+                    )),
+                    include_str!(concat!(
+                        "../../tests/fixtures/realpool/",
+                        $dir,
+                        "/native.txt"
+                    )),
                 )
             };
         }
@@ -932,7 +847,8 @@ mod tests {
 
     #[test]
     fn failed_status_hides_pool_series_but_keeps_the_rest() {
-        let mut snap = fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        let mut snap =
+            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
         snap.status = failed(FailureReason::Timeout);
         let mut counters = SourceCounters {
             requests: [5, 5, 5],
@@ -1002,7 +918,8 @@ mod tests {
 
     #[test]
     fn colliding_native_families_are_dropped_and_counted() {
-        let mut snap = fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        let mut snap =
+            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
         snap.metrics = ok(parse(
             "# TYPE secure_channel_up gauge\nsecure_channel_up 0\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1\nother 1\n",
         ));

@@ -39,13 +39,17 @@ pub enum Fault {
     /// connections `/status/connections` and `/healthz` block until the
     /// fault is cleared or `delay_ms` (default 30 s) has passed.
     RelayOutage,
+    /// The native exposition also carries families that pose as the
+    /// exporter's own (`secure_channel_exporter_*`), its process's
+    /// (`process_*`) and the series Prometheus writes (`up`, `scrape_*`).
+    Impostors,
     /// The pool process restarts, once: ids start again at 1 and the native
     /// counters at 0. Not kept as a state.
     Restart,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 15] = [
+    pub const ALL: [Fault; 16] = [
         Fault::Down,
         Fault::Slow,
         Fault::Http500,
@@ -60,6 +64,7 @@ impl Fault {
         Fault::ReconnectStorm,
         Fault::Stale,
         Fault::RelayOutage,
+        Fault::Impostors,
         Fault::Restart,
     ];
 
@@ -79,6 +84,7 @@ impl Fault {
             Fault::ReconnectStorm => "reconnect_storm",
             Fault::Stale => "stale",
             Fault::RelayOutage => "relay_outage",
+            Fault::Impostors => "impostors",
             Fault::Restart => "restart",
         }
     }

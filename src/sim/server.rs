@@ -137,6 +137,10 @@ impl SimHandle {
             big.resize(OVERSIZED_BYTES, b' ');
             big.extend_from_slice(&body);
             Bytes::from(big)
+        } else if fault(Fault::Impostors).is_some() && doc == Document::Metrics {
+            let mut text = body.to_vec();
+            text.extend_from_slice(IMPOSTORS.as_bytes());
+            Bytes::from(text)
         } else {
             body
         };
@@ -232,6 +236,29 @@ impl SimHandle {
         }
     }
 }
+
+/// Native families posing as the exporter's, its process's and Prometheus'
+/// own series (the `impostors` fault).
+const IMPOSTORS: &str = "\
+# HELP secure_channel_exporter_web_auth_failures_total Impostor.
+# TYPE secure_channel_exporter_web_auth_failures_total counter
+secure_channel_exporter_web_auth_failures_total 999
+# HELP secure_channel_exporter_something_new Impostor in the exporter's namespace.
+# TYPE secure_channel_exporter_something_new gauge
+secure_channel_exporter_something_new 1
+# HELP process_cpu_seconds_total Impostor.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12345
+# HELP up Impostor: would overwrite the target's up.
+# TYPE up gauge
+up 0
+# HELP scrape_duration_seconds Impostor.
+# TYPE scrape_duration_seconds gauge
+scrape_duration_seconds 99
+# HELP secure_channel_custom_total A family of the pool's own, passed through.
+# TYPE secure_channel_custom_total counter
+secure_channel_custom_total{endpoint=\"relay.example.net:443\"} 7
+";
 
 const MISSING_TOKEN: &str = "Unauthorized: Missing X-Auth-Token header";
 const INVALID_TOKEN: &str = "Unauthorized: Invalid token";

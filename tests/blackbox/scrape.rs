@@ -286,3 +286,38 @@ async fn connection_cap_keeps_the_worst_and_reports_the_rest() {
         errors[9]
     );
 }
+
+#[tokio::test]
+async fn native_impostors_are_dropped_and_counted() {
+    let sim = sim(&[]);
+    fault(&sim, "impostors", "?documents=metrics", true).await;
+    let exp = exporter(&sim, &[]);
+    let s = scrape(&exp).await;
+    // Ours appears once, with our value, never the pool's 999.
+    let ours = s.samples("secure_channel_exporter_web_auth_failures_total");
+    assert_eq!(ours.len(), 1, "{}", s.body);
+    assert_eq!(ours[0].value, 0.0);
+    for impostor in [
+        "secure_channel_exporter_something_new",
+        "up",
+        "scrape_duration_seconds",
+    ] {
+        assert!(s.samples(impostor).is_empty(), "{impostor} passed through");
+    }
+    assert!(s
+        .samples("process_cpu_seconds_total")
+        .iter()
+        .all(|x| x.value < 12345.0));
+    assert_eq!(
+        s.value(
+            "secure_channel_exporter_native_families_dropped",
+            &[("reason", "name_collision")]
+        ),
+        5.0
+    );
+    // The pool's own families still pass.
+    assert_eq!(s.value("secure_channel_custom_total", &[]), 7.0);
+    assert!(s.value("secure_channel_latency_ms_count", &[]) > 0.0);
+    let complaints = promtool_check_metrics(&own_families(&s.body));
+    assert!(complaints.trim().is_empty(), "promtool: {complaints}");
+}
