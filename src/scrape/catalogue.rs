@@ -122,12 +122,14 @@ pub fn is_reserved(name: &str) -> bool {
     RESERVED_NAMES.contains(&name)
         || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
         || ALL.iter().any(|f| {
+            // A counter's family is written without `_total` in OpenMetrics,
+            // and its samples hang their suffixes on that shorter name.
+            let base = f.name.strip_suffix("_total").unwrap_or(f.name);
             name == f.name
+                || name == base
                 || name
-                    .strip_prefix(f.name)
+                    .strip_prefix(base)
                     .is_some_and(|suffix| SAMPLE_SUFFIXES.contains(&suffix))
-                // A counter's family may be written without `_total`.
-                || f.name.strip_suffix("_total") == Some(name)
         })
 }
 
