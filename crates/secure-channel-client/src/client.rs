@@ -656,9 +656,7 @@ impl PoolClient {
         let ok = code.is_success()
             || (doc == Document::Health && code == StatusCode::SERVICE_UNAVAILABLE);
         if code == StatusCode::UNAUTHORIZED || code == StatusCode::FORBIDDEN {
-            let body = read_capped(&mut response, UNAUTHORIZED_BODY_CAP)
-                .await
-                .unwrap_or_default();
+            let body = read_prefix(&mut response, UNAUTHORIZED_BODY_CAP).await;
             return Err(Error::Unauthorized {
                 url: url.to_string(),
                 status: code.as_u16(),
@@ -708,6 +706,19 @@ async fn read_capped(response: &mut reqwest::Response, limit: u64) -> Result<Byt
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+/// The first `limit` bytes of the body (fewer on a transport error).
+async fn read_prefix(response: &mut reqwest::Response, limit: u64) -> Bytes {
+    let mut body = BytesMut::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = (limit as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= limit {
+            break;
+        }
+    }
+    body.freeze()
 }
 
 /// Failures that count against the circuit breaker: the pool is not
