@@ -226,3 +226,38 @@ impl Drop for Permit<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn state_machine_with_paused_time() {
+        let b = Breaker::new(CircuitBreaker::new(2, Duration::from_secs(30)));
+        b.acquire().ok().unwrap().record(false);
+        assert_eq!(b.state(), CircuitState::Closed { failures: 1 });
+        b.acquire().ok().unwrap().record(true);
+        assert_eq!(b.state(), CircuitState::Closed { failures: 0 });
+        b.acquire().ok().unwrap().record(false);
+        b.acquire().ok().unwrap().record(false);
+        let refused = b.acquire().err().unwrap();
+        assert_eq!(refused.retry_in, Duration::from_secs(30));
+        assert_eq!(refused.failures, 2);
+
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert_eq!(b.acquire().err().unwrap().retry_in, Duration::from_secs(1));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert_eq!(b.state(), CircuitState::HalfOpen);
+        // One probe; a concurrent call is refused.
+        let probe = b.acquire().ok().unwrap();
+        assert!(b.acquire().is_err());
+        // A cancelled probe frees the slot.
+        drop(probe);
+        let probe = b.acquire().ok().unwrap();
+        probe.record(false);
+        assert!(matches!(b.state(), CircuitState::Open { .. }));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        b.acquire().ok().unwrap().record(true);
+        assert_eq!(b.state(), CircuitState::Closed { failures: 0 });
+    }
+}
