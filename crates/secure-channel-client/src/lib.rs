@@ -37,6 +37,74 @@
 //!
 //! # Example
 //!
+//! Against a tiny fake pool started in the example itself (hidden lines):
+//!
+//! ```
+//! use std::time::Duration;
+//! use secure_channel_client::{ErrorKind, PoolClient, RetryPolicy};
+//! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! # let pool_url = format!("http://{}", listener.local_addr()?);
+//! # tokio::spawn(async move {
+//! #     loop {
+//! #         let Ok((mut s, _)) = listener.accept().await else { continue };
+//! #         tokio::spawn(async move {
+//! #             let mut req = Vec::new();
+//! #             let mut buf = [0u8; 1024];
+//! #             while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+//! #                 match s.read(&mut buf).await { Ok(0) | Err(_) => return, Ok(n) => req.extend_from_slice(&buf[..n]) }
+//! #             }
+//! #             let req = String::from_utf8_lossy(&req);
+//! #             let authorized = req.to_ascii_lowercase().contains("x-auth-token: s3cret");
+//! #             let (code, body) = if req.starts_with("GET /healthz ") {
+//! #                 ("503 Service Unavailable", r#"{"status":"unhealthy","timestamp":{"secs_since_epoch":1795748447,"nanos_since_epoch":0},"pool_healthy":false,"active_connections":0}"#)
+//! #             } else if !authorized {
+//! #                 ("401 Unauthorized", "Unauthorized: Invalid token")
+//! #             } else if req.starts_with("GET /status/connections ") {
+//! #                 ("200 OK", r#"{"endpoint":"relay.example.net:443","active_connections":1,"total_reconnects":0,"total_errors":0,"pool_p95_latency_ms":3,"connections":[{"connection_id":194,"last_activity":{"secs_since_epoch":1795748956,"nanos_since_epoch":0},"reconnects":0,"errors":1,"p95_latency_ms":3}]}"#)
+//! #             } else if req.starts_with("GET /metrics ") {
+//! #                 ("200 OK", "# TYPE secure_channel_errors_total counter\nsecure_channel_errors_total{endpoint=\"relay.example.net:443\"} 0\n")
+//! #             } else {
+//! #                 ("404 Not Found", "")
+//! #             };
+//! #             let head = format!("HTTP/1.1 {code}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+//! #             let _ = s.write_all(head.as_bytes()).await;
+//! #             let _ = s.write_all(body.as_bytes()).await;
+//! #         });
+//! #     }
+//! # });
+//! let client = PoolClient::builder()
+//!     .base_url(&pool_url)
+//!     .token("s3cret")
+//!     .timeout(Duration::from_secs(5))
+//!     .retry(RetryPolicy::new(3))
+//!     .build()?;
+//!
+//! let status = client.status().await?;
+//! assert_eq!(status.endpoint, "relay.example.net:443");
+//! assert_eq!(client.connection(194u64).await?.errors, 1.0);
+//! assert_eq!(client.connection(1u64).await.unwrap_err().kind(), ErrorKind::NotFound);
+//!
+//! // A 503 health answer is a value: the idle list is empty right now.
+//! let health = client.health().await?;
+//! assert_eq!(health.is_healthy(), Some(false));
+//!
+//! // The native metrics, as sent.
+//! assert!(client.metrics_text().await?.contains("secure_channel_errors_total"));
+//!
+//! // A wrong token: a typed error with the pool's message, never retried.
+//! let wrong = PoolClient::builder().base_url(&pool_url).token("nope").build()?;
+//! let err = wrong.status().await.unwrap_err();
+//! assert_eq!(err.kind().as_str(), "unauthorized");
+//! assert!(err.to_string().contains("Unauthorized: Invalid token"));
+//! # Ok(()) }
+//! ```
+//!
+//! Failures are typed and name the URL:
+//!
 //! ```
 //! use secure_channel_client::{PoolClient, ErrorKind};
 //!
@@ -53,6 +121,13 @@
 //! assert_eq!(err.url(), Some("http://127.0.0.1:9/status/connections"));
 //! # }
 //! ```
+//!
+//! # Dependencies
+//!
+//! reqwest (no default features; rustls with the `ring` provider, no
+//! aws-lc, no OpenSSL), rustls, tokio (`rt`, `sync`, `time`, `macros`),
+//! serde, serde_json, thiserror, bytes and time. No HTTP server, no CLI
+//! parser, no Prometheus crate.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 

@@ -97,8 +97,9 @@ impl MonitorBuilder {
         self
     }
 
-    /// Deadline of each poll (default: the client's timeout, at most the
-    /// interval).
+    /// Deadline of each poll (default: the client's timeout). A poll that
+    /// takes longer than the interval delays the next one; polls never
+    /// overlap.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -120,9 +121,7 @@ impl MonitorBuilder {
         let (snap_tx, snap_rx) = watch::channel(None);
         let (trans_tx, first_rx) = broadcast::channel(self.capacity);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let timeout = self
-            .timeout
-            .unwrap_or_else(|| self.client.timeout().min(self.interval));
+        let timeout = self.timeout.unwrap_or_else(|| self.client.timeout());
         let task = tokio::spawn(run(
             self.client,
             self.interval,
