@@ -587,11 +587,15 @@ impl PoolClient {
         let max_attempts = policy.map_or(1, RetryPolicy::max_attempts);
         let mut previous_backoff = Duration::ZERO;
         let mut attempt = 0;
+        let mut last_error: Option<Error> = None;
         loop {
             attempt += 1;
             let permit = match &i.breaker {
                 Some(b) => match b.acquire() {
                     Ok(p) => Some(p),
+                    // Opened by an earlier attempt of this call: its
+                    // error says more than "circuit open".
+                    Err(_) if last_error.is_some() => return Err(last_error.unwrap()),
                     Err(refused) => {
                         return Err(Error::CircuitOpen {
                             url: self.url(doc).to_owned(),
@@ -627,6 +631,7 @@ impl PoolClient {
                 return Err(error);
             }
             tokio::time::sleep(backoff).await;
+            last_error = Some(error);
         }
     }
 

@@ -166,3 +166,23 @@ async fn connect_failures_open_it() {
         ErrorKind::CircuitOpen
     );
 }
+
+#[tokio::test]
+async fn retries_stop_when_the_breaker_opens() {
+    let pool = FakePool::start(|_, _| Reply::empty(503)).await;
+    let c = PoolClient::builder()
+        .base_url(pool.url())
+        .circuit_breaker(CircuitBreaker::new(2, Duration::from_secs(60)))
+        .retry(
+            secure_channel_client::RetryPolicy::new(10)
+                .base_backoff(Duration::from_millis(10))
+                .max_backoff(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    // Two attempts open the breaker; the call returns the last real error.
+    let e = c.status().await.unwrap_err();
+    assert_eq!(e.status(), Some(503));
+    assert_eq!(pool.count(), 2);
+    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+}
