@@ -1,0 +1,883 @@
+//! The client: one reqwest client, deadlines, body cap, token, retries and
+//! circuit breaker.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use reqwest::{StatusCode, Url};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::breaker::{Breaker, CircuitState};
+use crate::error::{excerpt, ConfigError, Error};
+use crate::{CircuitBreaker, Connection, ConnectionId, Health, PoolStatus, RetryPolicy, Token};
+
+/// Default time a call may take: 10 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default body-size cap: 16 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 16 << 20;
+/// How much of a 401/403 body is read.
+const UNAUTHORIZED_BODY_CAP: u64 = 4096;
+
+/// The pool's three documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Document {
+    /// `GET /status/connections`: JSON [`PoolStatus`]; needs the token.
+    Status,
+    /// `GET /healthz`: JSON [`Health`], HTTP 200 or 503; no token.
+    Health,
+    /// `GET /metrics`: Prometheus text 0.0.4, no Content-Type; needs the token.
+    Metrics,
+}
+
+impl Document {
+    /// The three documents.
+    pub const ALL: [Document; 3] = [Document::Status, Document::Health, Document::Metrics];
+
+    /// The path below the base URL, without a leading slash.
+    ///
+    /// ```
+    /// # use secure_channel_client::Document;
+    /// assert_eq!(Document::Status.path(), "status/connections");
+    /// ```
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::Status => "status/connections",
+            Self::Health => "healthz",
+            Self::Metrics => "metrics",
+        }
+    }
+
+    /// A short name: `status`, `health` or `metrics` (the exporter's
+    /// `source` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Health => "health",
+            Self::Metrics => "metrics",
+        }
+    }
+
+    /// Whether the pool wants the token on this document.
+    pub fn needs_token(self) -> bool {
+        !matches!(self, Self::Health)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Document {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A document as the pool sent it: the HTTP status and the raw body, before
+/// any decoding, for callers that decode themselves or pass bodies through.
+///
+/// The status is 2xx, or 503 for [`Document::Health`] (the pool's
+/// "unhealthy" answer carries the health document).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    document: Document,
+    status: u16,
+    body: Bytes,
+    url: Arc<str>,
+}
+
+impl Fetched {
+    /// Which document this is.
+    pub fn document(&self) -> Document {
+        self.document
+    }
+
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// The body, as sent.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The body, as sent.
+    pub fn into_body(self) -> Bytes {
+        self.body
+    }
+
+    /// The URL it came from, credentials removed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Decodes the body as JSON; a failure is [`Error::Decode`] naming the
+    /// URL, serde's message and the position.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::decode(&self.url, &e))
+    }
+
+    /// The body as UTF-8 text; invalid UTF-8 is [`Error::Decode`].
+    pub fn text(&self) -> Result<&str, Error> {
+        std::str::from_utf8(&self.body).map_err(|e| Error::Decode {
+            url: self.url.to_string(),
+            detail: format!("not UTF-8 text: {e}"),
+            line: 0,
+            column: 0,
+        })
+    }
+}
+
+/// Builds a [`PoolClient`]; see [`PoolClient::builder`].
+#[derive(Clone)]
+pub struct PoolClientBuilder {
+    base_url: String,
+    timeout: Duration,
+    connect_timeout: Option<Duration>,
+    token: Token,
+    ca_file: Option<PathBuf>,
+    client_cert: Option<(PathBuf, PathBuf)>,
+    tls_server_name: Option<String>,
+    user_agent: String,
+    max_body_bytes: u64,
+    retry: Option<RetryPolicy>,
+    breaker: Option<CircuitBreaker>,
+}
+
+impl fmt::Debug for PoolClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolClientBuilder")
+            .field("base_url", &redact_text(&self.base_url))
+            .field("timeout", &self.timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("token", &self.token)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert", &self.client_cert)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("user_agent", &self.user_agent)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("retry", &self.retry)
+            .field("circuit_breaker", &self.breaker)
+            .finish()
+    }
+}
+
+impl Default for PoolClientBuilder {
+    fn default() -> Self {
+        Self {
+            base_url: "http://127.0.0.1:9090".into(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: None,
+            token: Token::none(),
+            ca_file: None,
+            client_cert: None,
+            tls_server_name: None,
+            user_agent: concat!("secure-channel-client/", env!("CARGO_PKG_VERSION")).into(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            retry: None,
+            breaker: None,
+        }
+    }
+}
+
+impl PoolClientBuilder {
+    /// The pool's base URL (default `http://127.0.0.1:9090`); document
+    /// paths are appended to its path. A query string is dropped.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// Time a call may take when no deadline is given (default 10 s),
+    /// retries included.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Limit on establishing a connection (TCP and TLS), within the call's
+    /// deadline (default: none beyond the deadline).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// A fixed auth token, sent as `X-Auth-Token`.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Token::value(token);
+        self
+    }
+
+    /// An auth token read from a file, re-read whenever the file changes.
+    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.token = Token::file(path);
+        self
+    }
+
+    /// The token source, e.g. [`Token::none`] to remove one.
+    pub fn token_source(mut self, token: Token) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Trust only the CA certificates of this PEM file (instead of the
+    /// platform's roots).
+    pub fn ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// A client certificate and its private key (PEM files) for mutual TLS.
+    pub fn client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Verify the pool's certificate against (and send as SNI) this name
+    /// instead of the URL's host; the client still connects to the URL's
+    /// host, which is resolved once when the client is built.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
+        self.tls_server_name = Some(name.into());
+        self
+    }
+
+    /// The `User-Agent` (default `secure-channel-client/<version>`).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
+    /// The largest body accepted, in bytes (default 16 MiB); enforced while
+    /// streaming, so a larger body is never held in memory.
+    pub fn max_body_bytes(mut self, limit: u64) -> Self {
+        self.max_body_bytes = limit;
+        self
+    }
+
+    /// Retry failed calls (off by default).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Fail fast after consecutive failures (off by default).
+    pub fn circuit_breaker(mut self, breaker: CircuitBreaker) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// Builds the client: parses the URL, reads the CA, certificate, key
+    /// and token files and builds the one reqwest client.
+    ///
+    /// Installs rustls' `ring` provider as the process default unless one
+    /// is installed already.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Config`] naming the bad URL or the unreadable file.
+    pub fn build(self) -> Result<PoolClient, Error> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let base_url = parse_base_url(&self.base_url)?;
+        self.token.validate()?;
+        let mut builder = reqwest::Client::builder()
+            .user_agent(self.user_agent.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy();
+        if let Some(t) = self.connect_timeout {
+            builder = builder.connect_timeout(t);
+        }
+        if let Some(path) = &self.ca_file {
+            let pem = read_file("CA", path)?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| bad_file("CA", path, e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad_file("CA", path, "no PEM certificate found".into()).into());
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            let mut pem = read_file("client certificate", cert)?;
+            pem.push(b'\n');
+            pem.extend_from_slice(&read_file("client key", key)?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| bad_file("client certificate", cert, e.to_string()))?;
+            builder = builder.identity(identity);
+        }
+        let mut request_base = base_url.clone();
+        if let Some(name) = &self.tls_server_name {
+            let host = base_url.host_str().unwrap_or_default().to_owned();
+            let port = base_url.port_or_known_default().unwrap_or(443);
+            let server_name_error = |detail: String| ConfigError::ServerName {
+                name: name.clone(),
+                detail,
+            };
+            let addrs: Vec<std::net::SocketAddr> =
+                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+                    .map_err(|e| server_name_error(format!("cannot resolve {host}: {e}")))?
+                    .collect();
+            request_base
+                .set_host(Some(name))
+                .map_err(|e| server_name_error(e.to_string()))?;
+            builder = builder.resolve_to_addrs(name, &addrs);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ConfigError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        Ok(PoolClient::from_parts(
+            http,
+            &request_base,
+            &base_url,
+            self.token.clone(),
+            &self,
+        ))
+    }
+}
+
+/// An async client for one SecureChannelPool.
+///
+/// Cheap to clone and share: clones share one connection pool, one token
+/// cache and one circuit breaker.
+///
+/// # Deadlines
+///
+/// Every call has a deadline. The plain methods ([`status`](Self::status),
+/// [`health`](Self::health), …) use the builder's
+/// [`timeout`](PoolClientBuilder::timeout) from the moment of the call; the
+/// `_until` variants take an explicit [`tokio::time::Instant`] (e.g. the
+/// deadline of a Prometheus scrape). Retries, backoff sleeps and body
+/// streaming all stay within it.
+///
+/// # Example
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use secure_channel_client::{PoolClient, RetryPolicy};
+///
+/// # async fn run() -> Result<(), secure_channel_client::Error> {
+/// let client = PoolClient::builder()
+///     .base_url("http://127.0.0.1:9090")
+///     .token_file("/run/secrets/pool-token")
+///     .timeout(Duration::from_secs(5))
+///     .retry(RetryPolicy::new(3))
+///     .build()?;
+/// let status = client.status().await?;
+/// println!("{} lists {} idle connections", status.endpoint, status.connections.len());
+/// let health = client.health().await?; // a 503 answer is Ok(unhealthy)
+/// println!("healthy: {:?}", health.is_healthy());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PoolClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    urls: [Url; 3],
+    display_urls: [Arc<str>; 3],
+    display_base: String,
+    token: Token,
+    timeout: Duration,
+    max_body_bytes: u64,
+    retry: Option<RetryPolicy>,
+    breaker: Option<Breaker>,
+    breaker_config: Option<CircuitBreaker>,
+}
+
+impl fmt::Debug for PoolClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let i = &self.inner;
+        f.debug_struct("PoolClient")
+            .field("base_url", &i.display_base)
+            .field("token", &i.token)
+            .field("timeout", &i.timeout)
+            .field("max_body_bytes", &i.max_body_bytes)
+            .field("retry", &i.retry)
+            .field("circuit_breaker", &i.breaker_config)
+            .finish()
+    }
+}
+
+impl PoolClient {
+    /// A builder with the defaults: `http://127.0.0.1:9090`, 10 s timeout,
+    /// no token, platform roots, 16 MiB body cap, no retries, no breaker.
+    ///
+    /// ```
+    /// let client = secure_channel_client::PoolClient::builder()
+    ///     .base_url("http://pool.internal:9090")
+    ///     .token("s3cret")
+    ///     .build()?;
+    /// assert!(!format!("{client:?}").contains("s3cret"));
+    /// # Ok::<(), secure_channel_client::Error>(())
+    /// ```
+    pub fn builder() -> PoolClientBuilder {
+        PoolClientBuilder::default()
+    }
+
+    fn from_parts(
+        http: reqwest::Client,
+        request_base: &Url,
+        display_base: &Url,
+        token: Token,
+        config: &PoolClientBuilder,
+    ) -> Self {
+        let urls = Document::ALL.map(|doc| document_url(request_base, doc));
+        let display_urls =
+            Document::ALL.map(|doc| Arc::from(redact_url(&document_url(display_base, doc))));
+        Self {
+            inner: Arc::new(Inner {
+                http,
+                urls,
+                display_urls,
+                display_base: redact_url(display_base),
+                token,
+                timeout: config.timeout,
+                max_body_bytes: config.max_body_bytes,
+                retry: config.retry.clone(),
+                breaker: config.breaker.map(Breaker::new),
+                breaker_config: config.breaker,
+            }),
+        }
+    }
+
+    /// A client for another pool that shares this one's connection pool,
+    /// TLS settings, limits and retry policy, with its own circuit breaker
+    /// and the given token (the token is never carried over implicitly).
+    ///
+    /// ```
+    /// use secure_channel_client::{PoolClient, Token};
+    /// let a = PoolClient::builder().token("s3cret").build()?;
+    /// let b = a.with_base_url("http://other-pool:9090", Token::none())?;
+    /// assert_eq!(b.base_url(), "http://other-pool:9090/");
+    /// # Ok::<(), secure_channel_client::Error>(())
+    /// ```
+    pub fn with_base_url(&self, base_url: &str, token: Token) -> Result<Self, Error> {
+        let url = parse_base_url(base_url)?;
+        token.validate()?;
+        let i = &self.inner;
+        let urls = Document::ALL.map(|doc| document_url(&url, doc));
+        let display_urls = urls.clone().map(|u| Arc::from(redact_url(&u)));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                http: i.http.clone(),
+                urls,
+                display_urls,
+                display_base: redact_url(&url),
+                token,
+                timeout: i.timeout,
+                max_body_bytes: i.max_body_bytes,
+                retry: i.retry.clone(),
+                breaker: i.breaker_config.map(Breaker::new),
+                breaker_config: i.breaker_config,
+            }),
+        })
+    }
+
+    /// The base URL, credentials removed (safe to log).
+    pub fn base_url(&self) -> &str {
+        &self.inner.display_base
+    }
+
+    /// A document's URL, credentials removed (safe to log).
+    pub fn url(&self, doc: Document) -> &str {
+        &self.inner.display_urls[doc.index()]
+    }
+
+    /// The default per-call timeout.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The circuit breaker's state, or `None` when no breaker is configured.
+    pub fn circuit_state(&self) -> Option<CircuitState> {
+        self.inner.breaker.as_ref().map(Breaker::state)
+    }
+
+    fn default_deadline(&self) -> Instant {
+        Instant::now() + self.inner.timeout
+    }
+
+    /// The status document, within the default timeout.
+    pub async fn status(&self) -> Result<PoolStatus, Error> {
+        self.status_until(self.default_deadline()).await
+    }
+
+    /// The status document, within `deadline`.
+    pub async fn status_until(&self, deadline: Instant) -> Result<PoolStatus, Error> {
+        self.fetch(Document::Status, deadline).await?.json()
+    }
+
+    /// The health document, within the default timeout.
+    ///
+    /// A 503 answer carrying the health document is `Ok` with
+    /// [`Health::is_healthy`] false: the published pool answers 503
+    /// whenever its idle list is empty. A 503 without a decodable body is
+    /// [`Error::Status`].
+    pub async fn health(&self) -> Result<Health, Error> {
+        self.health_until(self.default_deadline()).await
+    }
+
+    /// The health document, within `deadline`; see [`health`](Self::health).
+    pub async fn health_until(&self, deadline: Instant) -> Result<Health, Error> {
+        let fetched = self.fetch(Document::Health, deadline).await?;
+        match fetched.json() {
+            Ok(h) => Ok(h),
+            Err(_) if fetched.status == 503 => Err(Error::Status {
+                url: fetched.url.to_string(),
+                status: 503,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The native metrics text exactly as the pool sent it (Prometheus text
+    /// format 0.0.4; not parsed here), within the default timeout.
+    pub async fn metrics_text(&self) -> Result<String, Error> {
+        self.metrics_text_until(self.default_deadline()).await
+    }
+
+    /// The native metrics text, within `deadline`.
+    pub async fn metrics_text_until(&self, deadline: Instant) -> Result<String, Error> {
+        let fetched = self.fetch(Document::Metrics, deadline).await?;
+        fetched.text().map(str::to_owned)
+    }
+
+    /// One listed connection, from the status document (the pool has no
+    /// per-connection endpoint), within the default timeout.
+    ///
+    /// An id the document does not list is [`Error::NotFound`]: on the
+    /// published pool a checked-out connection is never listed again.
+    pub async fn connection(&self, id: impl Into<ConnectionId>) -> Result<Connection, Error> {
+        self.connection_until(id, self.default_deadline()).await
+    }
+
+    /// One listed connection, within `deadline`; see [`connection`](Self::connection).
+    pub async fn connection_until(
+        &self,
+        id: impl Into<ConnectionId>,
+        deadline: Instant,
+    ) -> Result<Connection, Error> {
+        let id = id.into();
+        let status = self.status_until(deadline).await?;
+        status
+            .connections
+            .into_iter()
+            .find(|c| c.connection_id == id)
+            .ok_or_else(|| Error::NotFound {
+                url: self.url(Document::Status).to_owned(),
+                id,
+            })
+    }
+
+    /// Fetches one document within `deadline` and returns it undecoded,
+    /// with the retry policy and circuit breaker applied.
+    ///
+    /// Succeeds on 2xx, and on 503 for [`Document::Health`]. 401/403 is
+    /// [`Error::Unauthorized`] (with the pool's message), other statuses
+    /// [`Error::Status`].
+    pub async fn fetch(&self, doc: Document, deadline: Instant) -> Result<Fetched, Error> {
+        let i = &self.inner;
+        let policy = i.retry.as_ref();
+        let max_attempts = policy.map_or(1, RetryPolicy::max_attempts);
+        let mut previous_backoff = Duration::ZERO;
+        let mut attempt = 0;
+        let mut last_error: Option<Error> = None;
+        loop {
+            attempt += 1;
+            let permit = match &i.breaker {
+                Some(b) => match b.acquire() {
+                    Ok(p) => Some(p),
+                    // Opened by an earlier attempt of this call: its
+                    // error says more than "circuit open".
+                    Err(_) if last_error.is_some() => return Err(last_error.unwrap()),
+                    Err(refused) => {
+                        return Err(Error::CircuitOpen {
+                            url: self.url(doc).to_owned(),
+                            until: refused.until,
+                            retry_in: refused.retry_in,
+                            failures: refused.failures,
+                        })
+                    }
+                },
+                None => None,
+            };
+            let attempt_deadline = match policy.and_then(RetryPolicy::attempt_timeout_value) {
+                Some(t) if attempt < max_attempts => deadline.min(Instant::now() + t),
+                _ => deadline,
+            };
+            let result = self.attempt(doc, attempt_deadline).await;
+            if let Some(permit) = permit {
+                permit.record(!counts_as_failure(&result));
+            }
+            let error = match result {
+                Ok(f) => return Ok(f),
+                Err(e) => e,
+            };
+            let Some(policy) = policy else {
+                return Err(error);
+            };
+            if attempt >= max_attempts || !is_retryable(doc, &error) {
+                return Err(error);
+            }
+            let backoff = policy.backoff(attempt, previous_backoff);
+            previous_backoff = backoff;
+            if Instant::now() + backoff >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(backoff).await;
+            last_error = Some(error);
+        }
+    }
+
+    /// One attempt, bounded by `deadline`.
+    async fn attempt(&self, doc: Document, deadline: Instant) -> Result<Fetched, Error> {
+        let budget = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout_at(deadline, self.attempt_inner(doc)).await {
+            Ok(Err(Error::Timeout { .. })) | Err(_) => Err(Error::Timeout {
+                url: self.url(doc).to_owned(),
+                budget,
+            }),
+            Ok(result) => result,
+        }
+    }
+
+    async fn attempt_inner(&self, doc: Document) -> Result<Fetched, Error> {
+        let i = &self.inner;
+        let url = &i.display_urls[doc.index()];
+        let mut request = i.http.get(i.urls[doc.index()].clone());
+        if doc.needs_token() {
+            if let Some(value) = i.token.header()? {
+                request = request.header("X-Auth-Token", value);
+            }
+        }
+        let mut response = request.send().await.map_err(|e| transport_error(url, &e))?;
+        let code = response.status();
+        let ok = code.is_success()
+            || (doc == Document::Health && code == StatusCode::SERVICE_UNAVAILABLE);
+        if code == StatusCode::UNAUTHORIZED || code == StatusCode::FORBIDDEN {
+            let body = read_prefix(&mut response, UNAUTHORIZED_BODY_CAP).await;
+            return Err(Error::Unauthorized {
+                url: url.to_string(),
+                status: code.as_u16(),
+                body: excerpt(&body),
+            });
+        }
+        if !ok {
+            return Err(Error::Status {
+                url: url.to_string(),
+                status: code.as_u16(),
+            });
+        }
+        let limit = i.max_body_bytes;
+        let too_large = || Error::TooLarge {
+            url: url.to_string(),
+            limit,
+        };
+        if response.content_length().is_some_and(|len| len > limit) {
+            return Err(too_large());
+        }
+        let body = match read_capped(&mut response, limit).await {
+            Ok(body) => body,
+            Err(ReadError::TooLarge) => return Err(too_large()),
+            Err(ReadError::Transport(e)) => return Err(transport_error(url, &e)),
+        };
+        Ok(Fetched {
+            document: doc,
+            status: code.as_u16(),
+            body,
+            url: url.clone(),
+        })
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// Streams the body, refusing it once it passes `limit` bytes.
+async fn read_capped(response: &mut reqwest::Response, limit: u64) -> Result<Bytes, ReadError> {
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The first `limit` bytes of the body (fewer on a transport error).
+async fn read_prefix(response: &mut reqwest::Response, limit: u64) -> Bytes {
+    let mut body = BytesMut::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = (limit as usize).saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() as u64 >= limit {
+            break;
+        }
+    }
+    body.freeze()
+}
+
+/// Failures that count against the circuit breaker: the pool is not
+/// answering usefully.
+fn counts_as_failure(result: &Result<Fetched, Error>) -> bool {
+    match result {
+        Ok(_) => false,
+        Err(Error::Connect { .. } | Error::Timeout { .. }) => true,
+        Err(Error::Status { status, .. }) => *status >= 500,
+        Err(_) => false,
+    }
+}
+
+/// Failures worth another attempt.
+fn is_retryable(doc: Document, error: &Error) -> bool {
+    match error {
+        Error::Connect { .. } | Error::Timeout { .. } => true,
+        Error::Status { status: 503, .. } => doc != Document::Health,
+        Error::Status { status, .. } => matches!(status, 502 | 504),
+        _ => false,
+    }
+}
+
+fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
+    let bad = |detail: String| ConfigError::BadUrl {
+        url: redact_text(text),
+        detail,
+    };
+    let url = Url::parse(text.trim()).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad(format!(
+            "scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.cannot_be_a_base() || url.host_str().is_none_or(str::is_empty) {
+        return Err(bad("no host".into()));
+    }
+    Ok(url)
+}
+
+fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|e| ConfigError::File {
+        what,
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    })
+}
+
+fn bad_file(what: &'static str, path: &std::path::Path, detail: String) -> ConfigError {
+    ConfigError::BadFile {
+        what,
+        path: path.display().to_string(),
+        detail,
+    }
+}
+
+fn document_url(base: &Url, doc: Document) -> Url {
+    let mut url = base.clone();
+    let path = format!("{}/{}", base.path().trim_end_matches('/'), doc.path());
+    url.set_path(&path);
+    url.set_query(None);
+    url.set_fragment(None);
+    url
+}
+
+/// The URL as it may be shown: user info, query and fragment removed.
+pub(crate) fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
+}
+
+/// For text that may not parse as a URL: drops anything that looks like
+/// user info and the query.
+fn redact_text(text: &str) -> String {
+    if let Ok(url) = Url::parse(text.trim()) {
+        if url.has_host() {
+            return redact_url(&url);
+        }
+    }
+    let text = text.split(['?', '#']).next().unwrap_or_default();
+    let start = text.find("://").map_or(0, |i| i + 3);
+    let authority_end = text[start..].find('/').map_or(text.len(), |i| start + i);
+    match text[start..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &text[..start], &text[start + at + 1..]),
+        None => text.to_owned(),
+    }
+}
+
+fn transport_error(url: &str, e: &reqwest::Error) -> Error {
+    if e.is_timeout() {
+        return Error::Timeout {
+            url: url.to_owned(),
+            budget: Duration::ZERO,
+        };
+    }
+    // The innermost cause says what went wrong ("Connection refused");
+    // reqwest's own message only repeats the URL.
+    let mut detail = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        detail = cause.to_string();
+        source = cause.source();
+    }
+    Error::Connect {
+        url: url.to_owned(),
+        detail: redact_text(&detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_urls_keep_a_base_path() {
+        let base = Url::parse("http://pool:9090/prefix/?q=1").unwrap();
+        assert_eq!(
+            document_url(&base, Document::Status).as_str(),
+            "http://pool:9090/prefix/status/connections"
+        );
+        let bare = Url::parse("http://pool:9090").unwrap();
+        assert_eq!(
+            document_url(&bare, Document::Health).as_str(),
+            "http://pool:9090/healthz"
+        );
+    }
+
+    #[test]
+    fn redaction_drops_user_info_and_query() {
+        let url = Url::parse("https://alice:s3cret@pool:9090/x?token=abc#f").unwrap();
+        assert_eq!(redact_url(&url), "https://pool:9090/x");
+        assert_eq!(
+            redact_text("http://bob:pa:ss@host:bad/x?t=1"),
+            "http://host:bad/x"
+        );
+        assert_eq!(redact_text("not a url"), "not a url");
+    }
+
+    #[test]
+    fn bad_urls_are_config_errors() {
+        for bad in [
+            "",
+            "pool:9090",
+            "ftp://pool",
+            "http://",
+            "http://u:secret@/x",
+        ] {
+            let e = parse_base_url(bad).unwrap_err();
+            assert!(!e.to_string().contains("secret"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The auth token: a fixed value or a file re-read when it changes.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use reqwest::header::HeaderValue;
+
+use crate::error::ConfigError;
+
+/// Where the `X-Auth-Token` comes from.
+///
+/// The token is sent only to the client's base URL, only on
+/// `/status/connections` and `/metrics` (never on `/healthz`), and never
+/// appears in `Debug` output or error messages.
+///
+/// A file token is re-read when the file changes: before each request the
+/// client compares the file's modification time and length (and inode on
+/// Unix) with what it read last, one `stat` call, with no background task.
+/// Surrounding whitespace (a trailing newline) is removed.
+///
+/// ```
+/// use secure_channel_client::Token;
+///
+/// let t = Token::value("s3cret");
+/// assert!(!format!("{t:?}").contains("s3cret"));
+/// ```
+#[derive(Clone)]
+pub struct Token {
+    source: Source,
+}
+
+#[derive(Clone)]
+enum Source {
+    None,
+    Value(HeaderValue),
+    /// A value that is not a valid header: refused when the client is built.
+    Invalid,
+    File(Arc<TokenFile>),
+}
+
+impl Token {
+    /// No token: no `X-Auth-Token` header.
+    pub fn none() -> Self {
+        Self {
+            source: Source::None,
+        }
+    }
+
+    /// A fixed token.
+    pub fn value(token: impl Into<String>) -> Self {
+        let token = token.into();
+        let source = match HeaderValue::from_str(token.trim()) {
+            Ok(mut v) if !token.trim().is_empty() => {
+                v.set_sensitive(true);
+                Source::Value(v)
+            }
+            _ => Source::Invalid,
+        };
+        Self { source }
+    }
+
+    /// A token read from `path`, and read again whenever the file changes.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self {
+            source: Source::File(Arc::new(TokenFile {
+                path: path.into(),
+                cache: Mutex::new(None),
+            })),
+        }
+    }
+
+    /// Whether a token is configured.
+    pub fn is_some(&self) -> bool {
+        !matches!(self.source, Source::None)
+    }
+
+    /// Checks the token can be used (reads the file once).
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+        match &self.source {
+            Source::Invalid => Err(ConfigError::Invalid(
+                "the token is empty or not a valid HTTP header value".into(),
+            )),
+            _ => self.header().map(|_| ()),
+        }
+    }
+
+    /// The header value to send now.
+    pub(crate) fn header(&self) -> Result<Option<HeaderValue>, ConfigError> {
+        match &self.source {
+            Source::None => Ok(None),
+            Source::Value(v) => Ok(Some(v.clone())),
+            Source::Invalid => Err(ConfigError::Invalid(
+                "the token is empty or not a valid HTTP header value".into(),
+            )),
+            Source::File(f) => f.current().map(Some),
+        }
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.source {
+            Source::None => f.write_str("Token::None"),
+            Source::Value(_) | Source::Invalid => f.write_str("Token::Value(<redacted>)"),
+            Source::File(file) => write!(f, "Token::File({:?})", file.path),
+        }
+    }
+}
+
+struct TokenFile {
+    path: PathBuf,
+    cache: Mutex<Option<(Stamp, HeaderValue)>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl Stamp {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(path)?;
+        #[cfg(unix)]
+        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
+        #[cfg(not(unix))]
+        let inode = 0;
+        Ok(Self {
+            modified: meta.modified().ok(),
+            len: meta.len(),
+            inode,
+        })
+    }
+}
+
+impl TokenFile {
+    fn current(&self) -> Result<HeaderValue, ConfigError> {
+        let file_error = |e: std::io::Error| ConfigError::File {
+            what: "token",
+            path: self.path.display().to_string(),
+            detail: e.to_string(),
+        };
+        let stamp = Stamp::of(&self.path).map_err(file_error)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((cached, value)) = cache.as_ref() {
+            if *cached == stamp {
+                return Ok(value.clone());
+            }
+        }
+        let bytes = std::fs::read(&self.path).map_err(file_error)?;
+        let bad = |detail: &str| ConfigError::BadFile {
+            what: "token",
+            path: self.path.display().to_string(),
+            detail: detail.to_owned(),
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|_| bad("not UTF-8 text"))?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(bad("the file is empty"));
+        }
+        let mut value =
+            HeaderValue::from_str(text).map_err(|_| bad("not a valid HTTP header value"))?;
+        value.set_sensitive(true);
+        *cache = Some((stamp, value.clone()));
+        Ok(value)
+    }
+}

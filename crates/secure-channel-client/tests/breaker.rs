@@ -1,0 +1,188 @@
+//! The circuit breaker: opens, fails fast, half-opens, closes.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use secure_channel_client::{CircuitBreaker, CircuitState, Error, ErrorKind, PoolClient};
+
+/// Serves 503 while `down` is set, the documents otherwise.
+async fn switchable(down: Arc<AtomicBool>, delay: Duration) -> FakePool {
+    let ok = pool_routes(None, STATUS_SYSTEMTIME, (200, HEALTH_HEALTHY));
+    FakePool::start(move |req, i| {
+        let r = if down.load(Ordering::SeqCst) {
+            Reply::empty(503)
+        } else {
+            ok(req, i)
+        };
+        if delay.is_zero() {
+            r
+        } else {
+            r.delayed(delay)
+        }
+    })
+    .await
+}
+
+fn with_breaker(url: &str, threshold: u32, cooldown: Duration) -> PoolClient {
+    PoolClient::builder()
+        .base_url(url)
+        .circuit_breaker(CircuitBreaker::new(threshold, cooldown))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn opens_fails_fast_half_opens_and_closes() {
+    let down = Arc::new(AtomicBool::new(true));
+    let pool = switchable(down.clone(), Duration::ZERO).await;
+    let cooldown = Duration::from_millis(600);
+    let c = with_breaker(&pool.url(), 3, cooldown);
+    assert_eq!(
+        c.circuit_state(),
+        Some(CircuitState::Closed { failures: 0 })
+    );
+    for _ in 0..3 {
+        assert_eq!(c.status().await.unwrap_err().status(), Some(503));
+    }
+    assert_eq!(pool.count(), 3);
+    assert!(matches!(c.circuit_state(), Some(CircuitState::Open { .. })));
+
+    // Open: fails fast without a request, for this client and its clones.
+    let clone = c.clone();
+    let started = Instant::now();
+    for e in [
+        c.status().await.unwrap_err(),
+        clone.metrics_text().await.unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::CircuitOpen);
+        assert_eq!(e.kind().as_str(), "circuit_open");
+        let Error::CircuitOpen {
+            retry_in, failures, ..
+        } = &e
+        else {
+            panic!()
+        };
+        assert!(*retry_in <= cooldown);
+        assert_eq!(*failures, 3);
+        assert!(e.to_string().contains("failing fast for another"), "{e}");
+        assert!(e.to_string().contains("(until 20"), "{e}");
+    }
+    assert!(started.elapsed() < Duration::from_millis(200));
+    assert_eq!(pool.count(), 3);
+
+    // After the cooldown one probe goes through; it succeeds and closes.
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    assert_eq!(c.circuit_state(), Some(CircuitState::HalfOpen));
+    c.status().await.unwrap();
+    assert_eq!(pool.count(), 4);
+    assert_eq!(
+        c.circuit_state(),
+        Some(CircuitState::Closed { failures: 0 })
+    );
+    clone.health().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_probe_opens_again() {
+    let down = Arc::new(AtomicBool::new(true));
+    let pool = switchable(down, Duration::ZERO).await;
+    let cooldown = Duration::from_millis(400);
+    let c = with_breaker(&pool.url(), 2, cooldown);
+    for _ in 0..2 {
+        c.status().await.unwrap_err();
+    }
+    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    assert_eq!(c.status().await.unwrap_err().status(), Some(503));
+    assert_eq!(pool.count(), 3);
+    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+    assert_eq!(pool.count(), 3);
+}
+
+#[tokio::test]
+async fn only_one_probe_at_a_time() {
+    let down = Arc::new(AtomicBool::new(true));
+    let pool = switchable(down.clone(), Duration::from_millis(300)).await;
+    let cooldown = Duration::from_millis(300);
+    let c = with_breaker(&pool.url(), 1, cooldown);
+    c.status().await.unwrap_err();
+    down.store(false, Ordering::SeqCst);
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    let probe = {
+        let c = c.clone();
+        tokio::spawn(async move { c.status().await })
+    };
+    // Wait until the probe reached the server, then try concurrently.
+    let waited = Instant::now();
+    while pool.count() < 2 && waited.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+    probe.await.unwrap().unwrap();
+    c.status().await.unwrap();
+    assert_eq!(pool.count(), 3);
+}
+
+#[tokio::test]
+async fn answers_are_not_failures() {
+    // 401s, undecodable bodies and health 503 answers show the pool is up.
+    let pool = FakePool::start(|req, _| match req.path.as_str() {
+        "/status/connections" => Reply::text(401, "Unauthorized: Invalid token"),
+        "/metrics" => Reply::text(200, "\u{0}"),
+        _ => Reply::json(503, HEALTH_UNHEALTHY),
+    })
+    .await;
+    let c = with_breaker(&pool.url(), 1, Duration::from_secs(60));
+    for _ in 0..3 {
+        assert_eq!(
+            c.status().await.unwrap_err().kind(),
+            ErrorKind::Unauthorized
+        );
+        assert_eq!(c.health().await.unwrap().is_healthy(), Some(false));
+    }
+    assert_eq!(
+        c.circuit_state(),
+        Some(CircuitState::Closed { failures: 0 })
+    );
+    assert_eq!(pool.count(), 6);
+}
+
+#[tokio::test]
+async fn connect_failures_open_it() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let c = with_breaker(&format!("http://{addr}"), 2, Duration::from_secs(60));
+    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::Connect);
+    assert_eq!(c.health().await.unwrap_err().kind(), ErrorKind::Connect);
+    assert_eq!(
+        c.metrics_text().await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
+}
+
+#[tokio::test]
+async fn retries_stop_when_the_breaker_opens() {
+    let pool = FakePool::start(|_, _| Reply::empty(503)).await;
+    let c = PoolClient::builder()
+        .base_url(pool.url())
+        .circuit_breaker(CircuitBreaker::new(2, Duration::from_secs(60)))
+        .retry(
+            secure_channel_client::RetryPolicy::new(10)
+                .base_backoff(Duration::from_millis(10))
+                .max_backoff(Duration::from_millis(20)),
+        )
+        .build()
+        .unwrap();
+    // Two attempts open the breaker; the call returns the last real error.
+    let e = c.status().await.unwrap_err();
+    assert_eq!(e.status(), Some(503));
+    assert_eq!(pool.count(), 2);
+    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+}
