@@ -195,7 +195,6 @@ async fn start_demo_pool(
         cleanup_interval: Duration::from_secs(30),
         // Builds that return connections also report the optional fields.
         extended: model == sim::Model::Returning,
-        token: config.pool.token.clone(),
         ..SimConfig::default()
     };
     let handle = SimHandle::new(SimPool::new(sim_config, sim::server::now_unix()));

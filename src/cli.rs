@@ -14,6 +14,7 @@ use reqwest::Url;
 use crate::logging::{LogFormat, LogLevel};
 use crate::pool::PoolClientConfig;
 use crate::scrape::probe::TargetPattern;
+use secure_channel_client::Token;
 
 pub const ENV_POOL_URL: &str = "SECURE_CHANNEL_POOL_URL";
 pub const ENV_POOL_TOKEN: &str = "SECURE_CHANNEL_POOL_TOKEN";
@@ -247,7 +248,7 @@ pub fn parse_listen_address(s: &str) -> Result<String, String> {
     Ok(full)
 }
 
-fn read_token_file(path: &str) -> Result<String, FlagError> {
+fn check_token_file(path: &str) -> Result<(), FlagError> {
     let flag = "--pool.auth-token-file";
     let raw = std::fs::read_to_string(path)
         .map_err(|e| flag_error(flag, path, format!("cannot read the file: {e}")))?;
@@ -255,8 +256,7 @@ fn read_token_file(path: &str) -> Result<String, FlagError> {
     if token.is_empty() {
         return Err(flag_error(flag, path, "the file is empty"));
     }
-    validate_token(token).map_err(|reason| flag_error(flag, path, reason))?;
-    Ok(token.to_owned())
+    validate_token(token).map_err(|reason| flag_error(flag, path, reason))
 }
 
 fn validate_token(token: &str) -> Result<(), &'static str> {
@@ -285,19 +285,24 @@ impl Config {
             ));
         }
 
+        // A file is checked now, so a bad one stops the start with the
+        // flag's name, and re-read by the client whenever it changes.
         let token = match &args.pool_auth_token_file {
-            Some(path) => Some(read_token_file(path)?),
+            Some(path) => {
+                check_token_file(path)?;
+                Token::file(path)
+            }
             None => match env(ENV_POOL_TOKEN).map(|t| t.trim().to_owned()) {
-                Some(t) if t.is_empty() => None,
+                Some(t) if t.is_empty() => Token::none(),
                 Some(t) => {
                     validate_token(&t).map_err(|reason| FlagError {
                         flag: "SECURE_CHANNEL_POOL_TOKEN",
                         value: "<redacted>".into(),
                         reason: reason.into(),
                     })?;
-                    Some(t)
+                    Token::value(t)
                 }
-                None => None,
+                None => Token::none(),
             },
         };
 
@@ -525,7 +530,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.pool.base_url.as_str(), "https://pool.internal:9443/");
-        assert_eq!(c.pool.token.as_deref(), Some("tok"));
+        assert!(c.pool.token.is_some());
         assert!(!format!("{c:?}").contains("\"tok\""), "{c:?}");
     }
 

@@ -189,7 +189,7 @@ proptest! {
             let status: PoolStatus = serde_json::from_str(&json).map_err(|e| {
                 TestCaseError::fail(format!("{e}: {json}"))
             })?;
-            let got = status.connections[0].last_activity.unwrap().0;
+            let got = status.connections[0].last_activity.unwrap().as_secs_f64();
             prop_assert!((got - t).abs() < 1e-3, "{} vs {} from {}", got, t, json);
         }
     }

@@ -1,7 +1,10 @@
-//! The SecureChannelPool's HTTP API: tolerant wire types and the client.
+//! The SecureChannelPool's HTTP API as the exporter uses it: the wire
+//! types and HTTP client of the `secure-channel-client` crate, plus the
+//! exporter's own needs (the native exposition parsed, failure reasons).
 
 pub mod client;
-pub mod model;
 
 pub use client::{FailureReason, FetchError, PoolClient, PoolClientConfig};
-pub use model::{Connection, ConnectionId, Health, PoolStatus, Timestamp};
+pub use secure_channel_client::{
+    Connection, ConnectionId, Document, Health, PoolStatus, Timestamp,
+};

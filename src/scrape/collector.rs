@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::exposition::encode::Encoder;
 use crate::exposition::{Format, MetricFamily};
-use crate::pool::client::{Document, FailureReason};
+use crate::pool::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::scrape::derived::PoolHistory;
 use crate::scrape::translate::{
@@ -250,7 +250,7 @@ impl Collector {
         doc: Document,
         (result, duration): (Result<T, FetchError>, Duration),
     ) -> SourceOutcome<T> {
-        let reason = result.as_ref().err().map(FetchError::reason);
+        let reason = result.as_ref().err().map(FailureReason::of);
         {
             let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
             counters.requests[doc as usize] += 1;
@@ -264,8 +264,8 @@ impl Collector {
         }
         if let Err(e) = &result {
             tracing::warn!(
-                source = doc.source(),
-                reason = e.reason().as_str(),
+                source = doc.as_str(),
+                reason = FailureReason::of(e).as_str(),
                 url = self.client.display_url(doc),
                 error = %e,
                 "pool fetch failed"
@@ -275,7 +275,7 @@ impl Collector {
             self.note_status(result.as_ref().err().map(ToString::to_string));
         }
         SourceOutcome {
-            result: result.map_err(|e| e.reason()),
+            result: result.map_err(|e| FailureReason::of(&e)),
             duration,
         }
     }

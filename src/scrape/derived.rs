@@ -82,7 +82,7 @@ impl PoolHistory {
         let ids = status
             .connections
             .iter()
-            .filter_map(|c| c.connection_id.0.parse::<u64>().ok());
+            .filter_map(|c| c.connection_id.as_u64());
         let (lowest, highest) =
             ids.fold((None, None), |(lo, hi): (Option<u64>, Option<u64>), id| {
                 (
@@ -114,7 +114,7 @@ impl PoolHistory {
         }
 
         for conn in &status.connections {
-            let entry = self.seen.entry(conn.connection_id.0.clone());
+            let entry = self.seen.entry(conn.connection_id.as_str().to_owned());
             let (errors, reconnects) = match &entry {
                 std::collections::hash_map::Entry::Occupied(e) => {
                     let before = e.get();

@@ -167,8 +167,12 @@ impl Probe {
         if collectors.len() >= MAX_TARGETS {
             collectors.clear();
         }
+        let client = self
+            .template
+            .for_base_url(&url)
+            .map_err(|e| ProbeError::InvalidTarget(key.clone(), e.to_string()))?;
         let collector = Arc::new(Collector::new(
-            self.template.for_base_url(url),
+            client,
             self.max_connections,
             self.pool_timeout,
         ));

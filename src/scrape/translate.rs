@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::catalogue::{self, FamilyDef};
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
-use crate::pool::client::{Document, FailureReason};
 use crate::pool::{Connection, Health, PoolStatus};
+use crate::pool::{Document, FailureReason};
 use crate::scrape::derived::DerivedCounters;
 
 /// What one fetch of one document produced.
@@ -339,7 +339,7 @@ const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
     },
     ConnectionFamily {
         def: &catalogue::CONNECTION_LAST_ACTIVITY_TIMESTAMP_SECONDS,
-        value: |c| c.last_activity.map(|t| t.0),
+        value: |c| c.last_activity.map(|t| t.as_secs_f64()),
         value_len: 17,
     },
     ConnectionFamily {
@@ -364,7 +364,7 @@ impl ConnectionSeries<'_> {
         let labels = |conn: &Connection| {
             vec![
                 l("endpoint", endpoint),
-                l("connection_id", conn.connection_id.0.as_str()),
+                l("connection_id", conn.connection_id.as_str()),
             ]
         };
         let mut out: Vec<MetricFamily> = CONNECTION_FAMILIES
@@ -399,7 +399,11 @@ impl ConnectionSeries<'_> {
     fn estimated_bytes(&self) -> usize {
         // `{endpoint="` `",connection_id="` `"} ` and the newline.
         let per_line = self.endpoint.len() + 32;
-        let ids: usize = self.kept.iter().map(|c| c.connection_id.0.len()).sum();
+        let ids: usize = self
+            .kept
+            .iter()
+            .map(|c| c.connection_id.as_str().len())
+            .sum();
         let Some(first) = self.kept.first() else {
             return 0;
         };
@@ -436,7 +440,7 @@ impl ConnectionSeries<'_> {
             for conn in &self.kept {
                 if let Some(v) = (spec.value)(conn) {
                     out.push_str(&prefix);
-                    escape_into(out, &conn.connection_id.0, true);
+                    escape_into(out, conn.connection_id.as_str(), true);
                     out.push_str("\"} ");
                     write_value(out, v);
                     out.push('\n');
@@ -454,7 +458,7 @@ impl ConnectionSeries<'_> {
             for conn in &self.kept {
                 if let Some(addr) = &conn.remote_addr {
                     out.push_str(&prefix);
-                    escape_into(out, &conn.connection_id.0, true);
+                    escape_into(out, conn.connection_id.as_str(), true);
                     out.push_str("\",remote_addr=\"");
                     escape_into(out, addr, true);
                     out.push_str("\"} 1\n");
@@ -528,13 +532,13 @@ fn exporter_families(
     let mut requests = catalogue::EXPORTER_SOURCE_REQUESTS_TOTAL.family();
     let mut failures = catalogue::EXPORTER_SOURCE_FAILURES_TOTAL.family();
     for (doc, error, took) in snapshot.source_results() {
-        let source = || vec![l("source", doc.source())];
+        let source = || vec![l("source", doc.as_str())];
         up.push(source(), bool_value(error.is_none()));
         duration.push(source(), took.as_secs_f64());
         requests.push(source(), counters.requests[doc as usize] as f64);
         for (i, reason) in FailureReason::ALL.iter().enumerate() {
             failures.push(
-                vec![l("source", doc.source()), l("reason", reason.as_str())],
+                vec![l("source", doc.as_str()), l("reason", reason.as_str())],
                 counters.failures[doc as usize][i] as f64,
             );
         }

@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use crate::pool::client::Document;
+use crate::pool::Document;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,13 +128,13 @@ pub struct FaultSpec {
 impl FaultSpec {
     pub fn all_documents() -> Self {
         Self {
-            documents: Document::ALL.iter().map(|d| d.source()).collect(),
+            documents: Document::ALL.iter().map(|d| d.as_str()).collect(),
             delay_ms: 10_000,
         }
     }
 
     pub fn applies_to(&self, doc: Document) -> bool {
-        self.documents.contains(&doc.source())
+        self.documents.contains(&doc.as_str())
     }
 
     /// How `fault` applies when the query says nothing: everywhere with a
@@ -143,7 +143,7 @@ impl FaultSpec {
     pub fn default_for(fault: Fault) -> Self {
         match fault {
             Fault::RelayOutage => Self {
-                documents: vec![Document::Status.source(), Document::Health.source()],
+                documents: vec![Document::Status.as_str(), Document::Health.as_str()],
                 delay_ms: 30_000,
             },
             _ => Self::all_documents(),
@@ -162,7 +162,7 @@ impl FaultSpec {
                         .map(|name| {
                             Document::ALL
                                 .iter()
-                                .map(|d| d.source())
+                                .map(|d| d.as_str())
                                 .find(|s| *s == name)
                                 .ok_or_else(|| {
                                     format!(

@@ -22,7 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::faults::{Fault, FaultSpec};
-use crate::pool::client::Document;
+use crate::pool::Document;
 
 /// Upper bounds of the pool's native latency histogram, in ms, as written.
 pub const BUCKETS: [(f64, &str); 10] = [
@@ -1058,7 +1058,7 @@ mod tests {
             let status: PoolStatus = serde_json::from_str(&p.status_json()).unwrap();
             assert_eq!(status.connections.len(), 4);
             assert_eq!(status.backend.as_deref(), Some("sim"));
-            let last = status.connections[0].last_activity.unwrap().0;
+            let last = status.connections[0].last_activity.unwrap().as_secs_f64();
             assert!((last - T0).abs() < 3600.0, "{format:?}: {last}");
             let (code, body) = p.health();
             assert_eq!(code, 200);
@@ -1245,7 +1245,7 @@ mod tests {
         let ids: Vec<String> = status_of(&p)
             .connections
             .iter()
-            .map(|c| c.connection_id.0.clone())
+            .map(|c| c.connection_id.as_str().to_owned())
             .collect();
         assert_eq!(ids, ["1", "2", "3", "4"]);
         assert_eq!(

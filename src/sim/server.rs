@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use super::faults::{Fault, FaultSpec};
 use super::pool::SimPool;
 use crate::http::Body;
-use crate::pool::client::Document;
+use crate::pool::Document;
 
 /// Size of the body served under the `oversized` fault.
 pub const OVERSIZED_BYTES: usize = 32 << 20;

@@ -61,7 +61,7 @@ async fn check_values_match(time_format: &str) {
     assert_eq!(s.value("secure_channel_pool_healthy", &[ep]), 1.0);
     assert_eq!(pool.connections.len(), 5);
     for c in &pool.connections {
-        let id = ("connection_id", c.connection_id.0.as_str());
+        let id = ("connection_id", c.connection_id.as_str());
         assert_eq!(
             s.value("secure_channel_connection_errors_total", &[ep, id]),
             c.errors
@@ -78,7 +78,10 @@ async fn check_values_match(time_format: &str) {
             "secure_channel_connection_last_activity_timestamp_seconds",
             &[ep, id],
         );
-        assert!((last - c.last_activity.unwrap().0).abs() < 1e-3, "{last}");
+        assert!(
+            (last - c.last_activity.unwrap().as_secs_f64()).abs() < 1e-3,
+            "{last}"
+        );
         assert_eq!(s.value("secure_channel_connection_healthy", &[ep, id]), 1.0);
         let addr = c.remote_addr.as_deref().unwrap();
         assert_eq!(

@@ -138,18 +138,35 @@ impl Stamp {
 
 impl TokenFile {
     fn current(&self) -> Result<HeaderValue, ConfigError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let stamp = Stamp::of(&self.path).ok();
+        if let (Some(stamp), Some((cached, value))) = (stamp, cache.as_ref()) {
+            if stamp == *cached {
+                return Ok(value.clone());
+            }
+        }
+        match (self.read(), cache.as_ref()) {
+            (Ok((stamp, value)), _) => {
+                *cache = Some((stamp, value.clone()));
+                Ok(value)
+            }
+            // Mid-rotation (a Kubernetes Secret swaps a symlink; an editor
+            // writes a new file), the file can be briefly missing, empty or
+            // half written: keep the token that last worked rather than
+            // fail every request. The next change of the file is read again.
+            (Err(_), Some((_, last_good))) => Ok(last_good.clone()),
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Reads and checks the file, with the stamp it had.
+    fn read(&self) -> Result<(Stamp, HeaderValue), ConfigError> {
         let file_error = |e: std::io::Error| ConfigError::File {
             what: "token",
             path: self.path.display().to_string(),
             detail: e.to_string(),
         };
         let stamp = Stamp::of(&self.path).map_err(file_error)?;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((cached, value)) = cache.as_ref() {
-            if *cached == stamp {
-                return Ok(value.clone());
-            }
-        }
         let bytes = std::fs::read(&self.path).map_err(file_error)?;
         let bad = |detail: &str| ConfigError::BadFile {
             what: "token",
@@ -164,7 +181,6 @@ impl TokenFile {
         let mut value =
             HeaderValue::from_str(text).map_err(|_| bad("not a valid HTTP header value"))?;
         value.set_sensitive(true);
-        *cache = Some((stamp, value.clone()));
-        Ok(value)
+        Ok((stamp, value))
     }
 }
