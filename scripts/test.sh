@@ -16,8 +16,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-echo "==> cargo test (unit tests and black-box tests of the binaries)"
-cargo test --locked
+echo "==> cargo test --workspace (unit, property and black-box tests; the client crate's tests, doctests and examples)"
+cargo test --locked --workspace
+
+echo "==> the client crate depends on no server, CLI or exposition code"
+forbidden=$(cargo tree --locked -p secure-channel-client -e normal,build -f '{p} {f}' --prefix none \
+  | grep -E '^(argh|prometheus-client|axum|matchit) |^hyper v[^ ]+ .*server|^hyper-util v[^ ]+ .*server' | sort -u || true)
+if [ -n "$forbidden" ]; then
+  echo "secure-channel-client pulls in: $forbidden" >&2
+  exit 1
+fi
 
 echo "==> deployment examples and README flags against the binary"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml

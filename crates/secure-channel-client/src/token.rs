@@ -61,7 +61,11 @@ impl Token {
         Self { source }
     }
 
-    /// A token read from `path`, and read again whenever the file changes.
+    /// A token read from `path`, and read again whenever the file changes
+    /// (its modification time, length or inode). While a rewrite leaves it
+    /// missing, empty or unreadable, the last token read from it is kept;
+    /// a file that was never readable fails each call with
+    /// [`Error::Config`](crate::Error::Config).
     pub fn file(path: impl Into<PathBuf>) -> Self {
         Self {
             source: Source::File(Arc::new(TokenFile {

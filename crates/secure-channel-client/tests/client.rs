@@ -355,11 +355,42 @@ async fn token_file_is_reread_when_it_changes() {
     assert_eq!(tokens, ["first", "first", "second-token", "third-token"]);
     assert!(!format!("{c:?}").contains("third-token"));
 
-    // A missing token file is a configuration error naming the file.
+    // Briefly missing or empty mid-rotation: the last good token stays.
     std::fs::remove_file(&file).unwrap();
-    let e = c.status().await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::Config);
-    assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+    c.status().await.unwrap();
+    std::fs::write(&file, "").unwrap();
+    c.status().await.unwrap();
+    let last = pool
+        .requests()
+        .last()
+        .unwrap()
+        .header("x-auth-token")
+        .unwrap()
+        .to_owned();
+    assert_eq!(last, "third-token");
+    std::fs::write(&file, "fourth").unwrap();
+    c.status().await.unwrap();
+    let last = pool
+        .requests()
+        .last()
+        .unwrap()
+        .header("x-auth-token")
+        .unwrap()
+        .to_owned();
+    assert_eq!(last, "fourth");
+
+    // A token file that never could be read is a configuration error
+    // naming the file.
+    std::fs::remove_file(&file).unwrap();
+    let never = PoolClient::builder()
+        .base_url(pool.url())
+        .token_source(secure_channel_client::Token::file(&file))
+        .build();
+    if let Ok(client) = never {
+        let e = client.status().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+    }
     let e = PoolClient::builder()
         .base_url(pool.url())
         .token_file(&file)
