@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +11,12 @@ use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::cli::Config;
-use crate::exposition::MetricFamily;
 use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
 use crate::http::{self, text, Gate, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
 use crate::pool::PoolClient;
-use crate::scrape::catalogue;
+use crate::scrape::self_metrics::WebMetrics;
 use crate::scrape::{self, Collector, Probe};
 use crate::sim::{self, SimConfig, SimHandle, SimPool};
 use crate::ui;
@@ -47,7 +45,7 @@ struct Exporter {
     telemetry_path: String,
     scrape_timeout_offset: Duration,
     web: Option<Arc<WebConfigWatcher>>,
-    stats: Arc<WebStats>,
+    web_metrics: WebMetrics,
 }
 
 /// Every path the exporter answers.
@@ -66,36 +64,20 @@ fn routes(telemetry_path: &str) -> Result<Router<Exporter>, RouteError> {
         .route(
             &literal(telemetry_path),
             |app: Arc<Exporter>, req, _| async move {
-                let extra = app.web_families();
-                scrape::routes::metrics(&app.collector, &req, app.scrape_timeout_offset, &extra)
-                    .await
+                let reload_ok = app.web.as_ref().is_none_or(|w| w.last_reload_ok());
+                let web_metrics = |format| app.web_metrics.render(reload_ok, format);
+                scrape::routes::metrics(
+                    &app.collector,
+                    &req,
+                    app.scrape_timeout_offset,
+                    web_metrics,
+                )
+                .await
             },
         )?
         .route("/probe", |app: Arc<Exporter>, req, _| async move {
             scrape::routes::probe(app.probe.as_ref(), &req, app.scrape_timeout_offset).await
         })
-}
-
-impl Exporter {
-    fn web_families(&self) -> Vec<MetricFamily> {
-        let count = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
-        let mut out = vec![
-            catalogue::EXPORTER_WEB_AUTH_FAILURES_TOTAL
-                .family()
-                .with_sample(vec![], count(&self.stats.auth_failures)),
-            catalogue::EXPORTER_WEB_TLS_HANDSHAKE_FAILURES_TOTAL
-                .family()
-                .with_sample(vec![], count(&self.stats.tls_handshake_failures)),
-        ];
-        if let Some(web) = &self.web {
-            out.push(
-                catalogue::EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL
-                    .family()
-                    .with_sample(vec![], if web.last_reload_ok() { 1.0 } else { 0.0 }),
-            );
-        }
-        out
-    }
 }
 
 /// Runs the exporter until `shutdown` resolves.
@@ -152,8 +134,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         probe,
         telemetry_path: config.telemetry_path.clone(),
         scrape_timeout_offset: config.scrape_timeout_offset,
+        web_metrics: WebMetrics::new(&stats, web.is_some()),
         web: web.clone(),
-        stats: stats.clone(),
     });
     let gate = Arc::new(Gate::new(web.clone(), stats.clone()));
     let router = Arc::new(router);

@@ -3,7 +3,6 @@
 //! routes), `404` for unknown paths, and the configured response headers
 //! on every answer.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hyper::body::Incoming;
@@ -87,7 +86,7 @@ impl Gate {
         let public = found.as_ref().is_some_and(|(route, _)| route.is_public());
         if let Some(settings) = settings.filter(|s| s.auth_enabled() && !public) {
             if !self.authorized(&req, settings).await {
-                self.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats.auth_failures.inc();
                 tracing::debug!(path = %req.uri().path(), "rejected request without valid credentials");
                 let mut resp = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
                 resp.headers_mut().insert(

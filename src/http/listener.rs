@@ -4,7 +4,6 @@
 //! request means is the handler's business.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,11 +107,11 @@ pub async fn serve_with<H, Fut, E>(
                     serve_connection(TokioIo::new(tls_stream), handler, watcher).await;
                 }
                 Ok(Err(e)) => {
-                    stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    stats.tls_handshake_failures.inc();
                     tracing::debug!(error = %e, "TLS handshake failed");
                 }
                 Err(_) => {
-                    stats.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+                    stats.tls_handshake_failures.inc();
                     tracing::debug!("TLS handshake timed out");
                 }
             }

@@ -8,8 +8,6 @@ pub mod listener;
 pub mod router;
 pub mod web;
 
-use std::sync::atomic::AtomicU64;
-
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -21,11 +19,12 @@ pub use router::{Params, Router};
 
 pub type Body = Full<Bytes>;
 
-/// Counters of the listener's defences, exported on the telemetry path.
+/// Counters of the listener's defences, exported on the telemetry path
+/// (plain atomic counters; the scrape feature registers them).
 #[derive(Debug, Default)]
 pub struct WebStats {
-    pub auth_failures: AtomicU64,
-    pub tls_handshake_failures: AtomicU64,
+    pub auth_failures: prometheus_client::metrics::counter::Counter,
+    pub tls_handshake_failures: prometheus_client::metrics::counter::Counter,
 }
 
 /// A response with `body` and its content type.

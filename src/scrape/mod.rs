@@ -9,6 +9,7 @@ pub mod derived;
 pub mod probe;
 pub mod process;
 pub mod routes;
+pub mod self_metrics;
 pub mod translate;
 
 pub use collector::Collector;

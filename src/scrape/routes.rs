@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::collector::Collector;
 use super::probe::{Probe, ProbeError};
-use crate::exposition::{negotiate, MetricFamily};
+use crate::exposition::{negotiate, Format};
 use crate::http::{respond, text, Body};
 
 /// Floor for a scrape deadline, so a tiny scrape timeout still tries.
@@ -39,14 +39,15 @@ pub fn scrape_budget(
     budget.max(MIN_SCRAPE_BUDGET).min(pool_timeout)
 }
 
-/// One scrape of `collector` in the negotiated format, with `extra`
-/// families appended. Scrapes that shared one pool fetch also share the
-/// rendered body (no per-response copy of a multi-megabyte answer).
+/// One scrape of `collector` in the negotiated format, with the families
+/// `extra` writes in that format appended. Scrapes that shared one pool
+/// fetch also share the rendered body (no per-response copy of a
+/// multi-megabyte answer).
 pub async fn metrics(
     collector: &Collector,
     req: &Request<Incoming>,
     offset: Duration,
-    extra: &[MetricFamily],
+    extra: impl FnOnce(Format) -> String,
 ) -> Response<Body> {
     let budget = scrape_budget(
         req.headers().get("x-prometheus-scrape-timeout-seconds"),
@@ -55,7 +56,7 @@ pub async fn metrics(
     );
     let format = negotiate(req.headers().get(ACCEPT).and_then(|h| h.to_str().ok()));
     let collected = collector.collect(Instant::now() + budget).await;
-    let body = collector.render_bytes(&collected, format, extra);
+    let body = collector.render_bytes(&collected, format, &extra(format));
     let mut resp = respond(StatusCode::OK, format.content_type(), body);
     resp.headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -80,7 +81,7 @@ pub async fn probe(
             .map(|(_, v)| v.into_owned())
     });
     match probe.collector_for(target.as_deref()) {
-        Ok(collector) => metrics(&collector, req, offset, &[]).await,
+        Ok(collector) => metrics(&collector, req, offset, |_| String::new()).await,
         Err(e) => {
             tracing::warn!(error = %e, "probe refused");
             let code = match e {

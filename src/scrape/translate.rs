@@ -65,14 +65,11 @@ impl Snapshot {
     }
 }
 
-/// Counters that live across scrapes, read when the scrape is rendered.
+/// What earlier scrapes left for this one to render: the counters derived
+/// from successive status documents. (The fetch counters live in
+/// [`SourceMetrics`](super::self_metrics::SourceMetrics).)
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SourceCounters {
-    /// Indexed by `Document as usize`.
-    pub requests: [u64; 3],
-    /// Indexed by `Document as usize`, then by position in `FailureReason::ALL`.
-    pub failures: [[u64; 6]; 3],
-    /// What successive status documents revealed.
     pub derived: Option<DerivedCounters>,
 }
 
@@ -234,7 +231,6 @@ impl<'a> Parts<'a> {
         };
         exporter_families(
             snapshot,
-            counters,
             omitted,
             dropped_collision,
             options.build,
@@ -521,7 +517,6 @@ fn pass_through(parsed: &ParsedExposition) -> (Vec<&MetricFamily>, usize) {
 
 fn exporter_families(
     snapshot: &Snapshot,
-    counters: &SourceCounters,
     omitted: usize,
     dropped_collision: usize,
     build: &BuildInfo,
@@ -529,21 +524,12 @@ fn exporter_families(
 ) {
     let mut up = catalogue::EXPORTER_SOURCE_UP.family();
     let mut duration = catalogue::EXPORTER_SOURCE_DURATION_SECONDS.family();
-    let mut requests = catalogue::EXPORTER_SOURCE_REQUESTS_TOTAL.family();
-    let mut failures = catalogue::EXPORTER_SOURCE_FAILURES_TOTAL.family();
     for (doc, error, took) in snapshot.source_results() {
         let source = || vec![l("source", doc.as_str())];
         up.push(source(), bool_value(error.is_none()));
         duration.push(source(), took.as_secs_f64());
-        requests.push(source(), counters.requests[doc as usize] as f64);
-        for (i, reason) in FailureReason::ALL.iter().enumerate() {
-            failures.push(
-                vec![l("source", doc.as_str()), l("reason", reason.as_str())],
-                counters.failures[doc as usize][i] as f64,
-            );
-        }
     }
-    out.extend([up, duration, requests, failures]);
+    out.extend([up, duration]);
 
     out.push(
         catalogue::EXPORTER_CONNECTIONS_OMITTED
@@ -854,12 +840,7 @@ mod tests {
         let mut snap =
             fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
         snap.status = failed(FailureReason::Timeout);
-        let mut counters = SourceCounters {
-            requests: [5, 5, 5],
-            ..SourceCounters::default()
-        };
-        counters.failures[Document::Status as usize][1] = 2;
-        let t = translate(&snap, &counters, &options(1000));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 0.0);
         assert!(t
             .own
@@ -880,12 +861,6 @@ mod tests {
         let up = find(&t, "secure_channel_exporter_source_up");
         assert_eq!(value(up, &[("source", "status")]), 0.0);
         assert_eq!(value(up, &[("source", "metrics")]), 1.0);
-        let failures = find(&t, "secure_channel_exporter_source_failures_total");
-        assert_eq!(
-            value(failures, &[("source", "status"), ("reason", "timeout")]),
-            2.0
-        );
-        assert_eq!(failures.samples.len(), 18);
         assert_eq!(t.native.len(), 4);
     }
 
@@ -965,11 +940,14 @@ mod tests {
         use crate::sim::{SimConfig, TimeFormat};
         let extra =
             [MetricFamily::new("process_x", "h", MetricType::Gauge).with_sample(vec![], 2.5)];
-        let mut counters = SourceCounters {
-            requests: [9, 8, 7],
-            ..SourceCounters::default()
+        let counters = SourceCounters {
+            derived: Some(crate::scrape::derived::DerivedCounters {
+                endpoint: "relay.example.net:443".into(),
+                errors_seen: 3.0,
+                reconnects_seen: 1.0,
+                connections_opened: Some(12.0),
+            }),
         };
-        counters.failures[1][2] = 3;
         let mut snapshots = vec![
             fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json")),
             fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json")),

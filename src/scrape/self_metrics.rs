@@ -1,0 +1,262 @@
+//! The exporter's counters and gauges that live across scrapes, in
+//! `prometheus-client` registries with typed label sets, encoded by its
+//! OpenMetrics and Prometheus-text encoders into the scrape's answer. (The
+//! per-scrape families, the per-connection series and the native
+//! passthrough are written by our own streaming encoder: see
+//! docs/architecture.md for why.)
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{prometheus_text, text, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use super::catalogue::{self, FamilyDef};
+use crate::exposition::Format;
+use crate::http::WebStats;
+use crate::pool::{Document, FailureReason};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    source: &'static str,
+    reason: &'static str,
+}
+
+/// Registers `metric` under the catalogue's name and HELP (the crate adds
+/// `_total` to counters and a full stop to HELP itself).
+fn register(
+    registry: &mut Registry,
+    def: &FamilyDef,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    let name = def.name.strip_suffix("_total").unwrap_or(def.name);
+    registry.register(name, def.help.trim_end_matches('.'), metric);
+}
+
+/// Writes `registry` in `format`, without OpenMetrics' `# EOF` (the
+/// answer's own encoder ends it).
+pub fn encode(registry: &Registry, format: Format, out: &mut String) {
+    // Writing into a String cannot fail.
+    let _ = match format {
+        Format::OpenMetrics => text::encode_registry(out, registry),
+        Format::PrometheusText => prometheus_text::encode(out, registry),
+    };
+}
+
+/// Fetches of the pool's documents and their failures, by reason: one set
+/// per pool (the exporter's and each `/probe` target's).
+#[derive(Debug)]
+pub struct SourceMetrics {
+    registry: Registry,
+    requests: Family<SourceLabels, Counter>,
+    failures: Family<FailureLabels, Counter>,
+    /// Bumped on every change, so a rendering can tell it is still current.
+    generation: AtomicU64,
+}
+
+impl Default for SourceMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<SourceLabels, Counter>::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        register(
+            &mut registry,
+            &catalogue::EXPORTER_SOURCE_REQUESTS_TOTAL,
+            requests.clone(),
+        );
+        register(
+            &mut registry,
+            &catalogue::EXPORTER_SOURCE_FAILURES_TOTAL,
+            failures.clone(),
+        );
+        // Every pair exists from the start, at 0, so rate() sees the first
+        // failure rather than a series appearing.
+        for doc in Document::ALL {
+            let _ = requests.get_or_create(&SourceLabels {
+                source: doc.as_str(),
+            });
+            for reason in FailureReason::ALL {
+                let _ = failures.get_or_create(&FailureLabels {
+                    source: doc.as_str(),
+                    reason: reason.as_str(),
+                });
+            }
+        }
+        Self {
+            registry,
+            requests,
+            failures,
+            generation: AtomicU64::new(0),
+        }
+    }
+}
+
+impl SourceMetrics {
+    /// Counts one fetch of `doc`, failed for `reason` or not.
+    pub fn record(&self, doc: Document, reason: Option<FailureReason>) {
+        self.requests
+            .get_or_create(&SourceLabels {
+                source: doc.as_str(),
+            })
+            .inc();
+        if let Some(reason) = reason {
+            self.failures
+                .get_or_create(&FailureLabels {
+                    source: doc.as_str(),
+                    reason: reason.as_str(),
+                })
+                .inc();
+        }
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Fetches of each document so far, in `Document::ALL` order.
+    pub fn requests(&self) -> [u64; 3] {
+        Document::ALL.map(|doc| {
+            self.requests
+                .get_or_create(&SourceLabels {
+                    source: doc.as_str(),
+                })
+                .get()
+        })
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn encode(&self, format: Format, out: &mut String) {
+        encode(&self.registry, format, out);
+    }
+}
+
+/// The listener's defences and the web config's state: one set per process.
+#[derive(Debug)]
+pub struct WebMetrics {
+    registry: Registry,
+    reload_ok: Option<Gauge>,
+}
+
+impl WebMetrics {
+    /// `with_reload_gauge`: whether a `--web.config.file` is in use.
+    pub fn new(stats: &WebStats, with_reload_gauge: bool) -> Self {
+        let mut registry = Registry::default();
+        register(
+            &mut registry,
+            &catalogue::EXPORTER_WEB_AUTH_FAILURES_TOTAL,
+            stats.auth_failures.clone(),
+        );
+        register(
+            &mut registry,
+            &catalogue::EXPORTER_WEB_TLS_HANDSHAKE_FAILURES_TOTAL,
+            stats.tls_handshake_failures.clone(),
+        );
+        let reload_ok = with_reload_gauge.then(|| {
+            let gauge = Gauge::default();
+            register(
+                &mut registry,
+                &catalogue::EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL,
+                gauge.clone(),
+            );
+            gauge
+        });
+        Self {
+            registry,
+            reload_ok,
+        }
+    }
+
+    /// The families in `format`, with the reload gauge set to `reload_ok`.
+    pub fn render(&self, reload_ok: bool, format: Format) -> String {
+        if let Some(gauge) = &self.reload_ok {
+            gauge.set(i64::from(reload_ok));
+        }
+        let mut out = String::with_capacity(1024);
+        encode(&self.registry, format, &mut out);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exposition::parse;
+
+    #[test]
+    fn every_source_pair_is_present_from_the_start_and_counts() {
+        let m = SourceMetrics::default();
+        m.record(Document::Status, None);
+        m.record(Document::Status, Some(FailureReason::Timeout));
+        let before = m.generation();
+        m.record(Document::Metrics, Some(FailureReason::Decode));
+        assert!(m.generation() > before);
+        let mut text = String::new();
+        m.encode(Format::PrometheusText, &mut text);
+        let parsed = parse(&text);
+        assert_eq!(parsed.skipped_lines, 0, "{text}");
+        let value = |name: &str, labels: &[(&str, &str)]| {
+            parsed
+                .families
+                .iter()
+                .flat_map(|f| &f.samples)
+                .find(|s| {
+                    s.name == name
+                        && labels
+                            .iter()
+                            .all(|(n, v)| s.labels.iter().any(|(ln, lv)| ln == n && lv == v))
+                })
+                .map(|s| s.value)
+        };
+        let failures = "secure_channel_exporter_source_failures_total";
+        assert_eq!(
+            value(
+                "secure_channel_exporter_source_requests_total",
+                &[("source", "status")]
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            value(failures, &[("source", "status"), ("reason", "timeout")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            value(failures, &[("source", "health"), ("reason", "connect")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(failures, &[("source", "metrics"), ("reason", "decode")]),
+            Some(1.0)
+        );
+        // The catalogue's HELP, with one full stop.
+        assert!(text.contains("# HELP secure_channel_exporter_source_requests_total Fetches of this pool document since the exporter started.\n"), "{text}");
+    }
+
+    #[test]
+    fn openmetrics_output_has_no_eof_of_its_own() {
+        let stats = WebStats::default();
+        stats.auth_failures.inc();
+        let web = WebMetrics::new(&stats, true);
+        let om = web.render(false, Format::OpenMetrics);
+        assert!(!om.contains("# EOF"), "{om}");
+        assert!(
+            om.contains("secure_channel_exporter_web_auth_failures_total 1\n"),
+            "{om}"
+        );
+        assert!(
+            om.contains("secure_channel_exporter_web_config_last_reload_successful 0\n"),
+            "{om}"
+        );
+        let text = web.render(true, Format::PrometheusText);
+        assert!(
+            text.contains("secure_channel_exporter_web_config_last_reload_successful 1\n"),
+            "{text}"
+        );
+    }
+}
