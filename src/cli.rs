@@ -269,213 +269,227 @@ fn validate_token(token: &str) -> Result<(), &'static str> {
 impl Config {
     /// Validates flags, falling back to `env` (injected for tests).
     pub fn from_args(args: Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, FlagError> {
-        let url_text = args
-            .pool_url
-            .or_else(|| env(ENV_POOL_URL))
-            .unwrap_or_else(|| DEFAULT_POOL_URL.to_owned());
-        // The URL may carry credentials: errors show it redacted.
-        let shown_url = crate::redact::redact_url_text(&url_text);
-        let base_url = Url::parse(&url_text)
-            .map_err(|e| flag_error("--pool.url", &shown_url, e.to_string()))?;
-        if !matches!(base_url.scheme(), "http" | "https") || base_url.host().is_none() {
-            return Err(flag_error(
-                "--pool.url",
-                &shown_url,
-                "expected an http:// or https:// URL with a host",
-            ));
-        }
-
-        // A file is checked now, so a bad one stops the start with the
-        // flag's name, and re-read by the client whenever it changes.
-        let token = match &args.pool_auth_token_file {
-            Some(path) => {
-                check_token_file(path)?;
-                Token::file(path)
-            }
-            None => match env(ENV_POOL_TOKEN).map(|t| t.trim().to_owned()) {
-                Some(t) if t.is_empty() => Token::none(),
-                Some(t) => {
-                    validate_token(&t).map_err(|reason| FlagError {
-                        flag: "SECURE_CHANNEL_POOL_TOKEN",
-                        value: "<redacted>".into(),
-                        reason: reason.into(),
-                    })?;
-                    Token::value(t)
-                }
-                None => Token::none(),
+        let base_url = pool_url(args.pool_url.clone(), &env)?;
+        let pool_timeout = flag_or(
+            "--pool.timeout",
+            &args.pool_timeout,
+            Duration::from_secs(5),
+            |v| {
+                parse_duration(v).and_then(|d| {
+                    if d.is_zero() {
+                        Err("must be greater than zero".into())
+                    } else {
+                        Ok(d)
+                    }
+                })
             },
-        };
-
-        let duration = |flag: &'static str, value: Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) => parse_duration(&v).map_err(|r| flag_error(flag, &v, r)),
-        };
-        let pool_timeout = duration("--pool.timeout", args.pool_timeout, Duration::from_secs(5))?;
-        if pool_timeout.is_zero() {
-            return Err(flag_error(
-                "--pool.timeout",
-                "0",
-                "must be greater than zero",
-            ));
-        }
-        let scrape_timeout_offset = duration(
-            "--web.scrape-timeout-offset",
-            args.web_scrape_timeout_offset,
-            Duration::from_millis(500),
         )?;
-
-        let max_body_bytes = match &args.pool_max_body_size {
-            None => 16 << 20,
-            Some(v) => parse_size(v).map_err(|r| flag_error("--pool.max-body-size", v, r))?,
-        };
-        if let Some(path) = &args.pool_ca_file {
-            std::fs::metadata(path)
-                .map_err(|e| flag_error("--pool.ca-file", path, format!("cannot read: {e}")))?;
-        }
-
-        let listen_text = args
-            .web_listen_address
-            .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen_address = parse_listen_address(&listen_text)
-            .map_err(|r| flag_error("--web.listen-address", &listen_text, r))?;
-
-        let telemetry_path = args
-            .web_telemetry_path
-            .unwrap_or_else(|| "/metrics".to_owned());
-        if !telemetry_path.starts_with('/') || telemetry_path.len() < 2 {
-            return Err(flag_error(
-                "--web.telemetry-path",
-                &telemetry_path,
-                "must start with / and not be / itself (the landing page)",
-            ));
-        }
-        if matches!(telemetry_path.as_str(), "/health" | "/ready") {
-            return Err(flag_error(
-                "--web.telemetry-path",
-                &telemetry_path,
-                "is reserved for the liveness and readiness endpoints",
-            ));
-        }
-
-        let client_cert = match (&args.pool_client_cert_file, &args.pool_client_key_file) {
-            (None, None) => None,
-            (Some(cert), Some(key)) => {
-                for (flag, path) in [
-                    ("--pool.client-cert-file", cert),
-                    ("--pool.client-key-file", key),
-                ] {
-                    std::fs::metadata(path)
-                        .map_err(|e| flag_error(flag, path, format!("cannot read: {e}")))?;
-                }
-                Some((PathBuf::from(cert), PathBuf::from(key)))
-            }
-            (Some(cert), None) => {
-                return Err(flag_error(
-                    "--pool.client-cert-file",
-                    cert,
-                    "needs --pool.client-key-file too",
-                ))
-            }
-            (None, Some(key)) => {
-                return Err(flag_error(
-                    "--pool.client-key-file",
-                    key,
-                    "needs --pool.client-cert-file too",
-                ))
-            }
-        };
         if let Some(name) = &args.pool_tls_server_name {
-            if base_url.scheme() != "https" {
-                return Err(flag_error(
-                    "--pool.tls-server-name",
-                    name,
-                    "only applies to an https --pool.url",
-                ));
-            }
-            if name.is_empty() || name.contains(['/', ':', '@', ' ']) {
-                return Err(flag_error(
-                    "--pool.tls-server-name",
-                    name,
-                    "expected a DNS name",
-                ));
-            }
+            check_tls_server_name(name, &base_url)?;
         }
-
-        let web_config_file = args.web_config_file.map(PathBuf::from);
-        let web_max_connections = match &args.web_max_connections {
-            None => 64,
-            Some(v) => v.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-                flag_error(
-                    "--web.max-connections",
-                    v,
-                    "expected a whole number above 0",
-                )
-            })?,
+        if let Some(path) = &args.pool_ca_file {
+            check_readable("--pool.ca-file", path)?;
+        }
+        let pool = PoolClientConfig {
+            token: pool_token(&args.pool_auth_token_file, &env)?,
+            connect_timeout: pool_timeout,
+            max_body_bytes: flag_or(
+                "--pool.max-body-size",
+                &args.pool_max_body_size,
+                16 << 20,
+                parse_size,
+            )?,
+            ca_file: args.pool_ca_file.as_ref().map(PathBuf::from),
+            client_cert: client_cert(&args.pool_client_cert_file, &args.pool_client_key_file)?,
+            tls_server_name: args.pool_tls_server_name.clone(),
+            base_url,
         };
-        let probe_allowed_targets = match &args.probe_allowed_targets {
-            None => Vec::new(),
-            Some(v) => v
-                .split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(str::parse)
-                .collect::<Result<Vec<TargetPattern>, String>>()
-                .map_err(|r| flag_error("--probe.allowed-targets", v, r))?,
-        };
-
-        let max_connections = match &args.collector_max_connections {
-            None => 1000,
-            Some(v) => v.parse::<usize>().map_err(|_| {
-                flag_error("--collector.max-connections", v, "expected a whole number")
-            })?,
-        };
-
-        let log_level = match &args.log_level {
-            None => LogLevel::Info,
-            Some(v) => v
-                .parse()
-                .map_err(|r: String| flag_error("--log.level", v, r))?,
-        };
-        let log_format = match &args.log_format {
-            None => LogFormat::Logfmt,
-            Some(v) => v
-                .parse()
-                .map_err(|r: String| flag_error("--log.format", v, r))?,
-        };
-
-        let demo = match (&args.demo_model, args.demo) {
-            (None, false) => None,
-            (None, true) => Some(crate::sim::Model::Published),
-            (Some(v), false) => {
-                return Err(flag_error("--demo.model", v, "only applies with --demo"))
-            }
-            (Some(v), true) => Some(
-                v.parse()
-                    .map_err(|r: String| flag_error("--demo.model", v, r))?,
-            ),
-        };
-
         Ok(Config {
-            pool: PoolClientConfig {
-                base_url,
-                token,
-                connect_timeout: pool_timeout,
-                max_body_bytes,
-                ca_file: args.pool_ca_file.map(PathBuf::from),
-                client_cert,
-                tls_server_name: args.pool_tls_server_name,
-            },
+            pool,
             pool_timeout,
-            listen_address,
-            telemetry_path,
-            scrape_timeout_offset,
-            web_config_file,
-            web_max_connections,
-            probe_allowed_targets,
-            max_connections,
-            log_level,
-            log_format,
-            demo,
+            listen_address: listen_address(args.web_listen_address.as_deref())?,
+            telemetry_path: flag_or(
+                "--web.telemetry-path",
+                &args.web_telemetry_path,
+                "/metrics".to_owned(),
+                check_telemetry_path,
+            )?,
+            scrape_timeout_offset: flag_or(
+                "--web.scrape-timeout-offset",
+                &args.web_scrape_timeout_offset,
+                Duration::from_millis(500),
+                parse_duration,
+            )?,
+            web_config_file: args.web_config_file.as_ref().map(PathBuf::from),
+            web_max_connections: flag_or(
+                "--web.max-connections",
+                &args.web_max_connections,
+                64,
+                |v| {
+                    v.parse::<usize>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| "expected a whole number above 0".into())
+                },
+            )?,
+            probe_allowed_targets: flag_or(
+                "--probe.allowed-targets",
+                &args.probe_allowed_targets,
+                Vec::new(),
+                |v| {
+                    v.split(',')
+                        .filter(|p| !p.trim().is_empty())
+                        .map(str::parse)
+                        .collect::<Result<Vec<TargetPattern>, String>>()
+                },
+            )?,
+            max_connections: flag_or(
+                "--collector.max-connections",
+                &args.collector_max_connections,
+                1000,
+                |v| {
+                    v.parse::<usize>()
+                        .map_err(|_| "expected a whole number".into())
+                },
+            )?,
+            log_level: flag_or("--log.level", &args.log_level, LogLevel::Info, str::parse)?,
+            log_format: flag_or(
+                "--log.format",
+                &args.log_format,
+                LogFormat::Logfmt,
+                str::parse,
+            )?,
+            demo: demo_model(&args.demo_model, args.demo)?,
         })
+    }
+}
+
+/// `value` parsed, or `default` when the flag is absent; a bad value is an
+/// error naming the flag.
+fn flag_or<T>(
+    flag: &'static str,
+    value: &Option<String>,
+    default: T,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, FlagError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse(v).map_err(|reason| flag_error(flag, v, reason)),
+    }
+}
+
+fn listen_address(flag: Option<&str>) -> Result<String, FlagError> {
+    let text = flag.unwrap_or(DEFAULT_LISTEN);
+    parse_listen_address(text).map_err(|r| flag_error("--web.listen-address", text, r))
+}
+
+fn check_readable(flag: &'static str, path: &str) -> Result<(), FlagError> {
+    std::fs::metadata(path)
+        .map(drop)
+        .map_err(|e| flag_error(flag, path, format!("cannot read: {e}")))
+}
+
+/// `--pool.url`, else its environment variable, else the default.
+fn pool_url(flag: Option<String>, env: &impl Fn(&str) -> Option<String>) -> Result<Url, FlagError> {
+    let url_text = flag
+        .or_else(|| env(ENV_POOL_URL))
+        .unwrap_or_else(|| DEFAULT_POOL_URL.to_owned());
+    // The URL may carry credentials: errors show it redacted.
+    let shown_url = crate::redact::redact_url_text(&url_text);
+    let base_url =
+        Url::parse(&url_text).map_err(|e| flag_error("--pool.url", &shown_url, e.to_string()))?;
+    if !matches!(base_url.scheme(), "http" | "https") || base_url.host().is_none() {
+        return Err(flag_error(
+            "--pool.url",
+            &shown_url,
+            "expected an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(base_url)
+}
+
+/// The token from `--pool.auth-token-file` (checked now, so a bad file
+/// stops the start with the flag's name, and re-read by the client
+/// whenever it changes), else from the environment.
+fn pool_token(
+    file: &Option<String>,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<Token, FlagError> {
+    if let Some(path) = file {
+        check_token_file(path)?;
+        return Ok(Token::file(path));
+    }
+    match env(ENV_POOL_TOKEN).map(|t| t.trim().to_owned()) {
+        Some(t) if !t.is_empty() => {
+            validate_token(&t).map_err(|reason| FlagError {
+                flag: "SECURE_CHANNEL_POOL_TOKEN",
+                value: "<redacted>".into(),
+                reason: reason.into(),
+            })?;
+            Ok(Token::value(t))
+        }
+        _ => Ok(Token::none()),
+    }
+}
+
+fn client_cert(
+    cert: &Option<String>,
+    key: &Option<String>,
+) -> Result<Option<(PathBuf, PathBuf)>, FlagError> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => {
+            check_readable("--pool.client-cert-file", cert)?;
+            check_readable("--pool.client-key-file", key)?;
+            Ok(Some((PathBuf::from(cert), PathBuf::from(key))))
+        }
+        (Some(cert), None) => Err(flag_error(
+            "--pool.client-cert-file",
+            cert,
+            "needs --pool.client-key-file too",
+        )),
+        (None, Some(key)) => Err(flag_error(
+            "--pool.client-key-file",
+            key,
+            "needs --pool.client-cert-file too",
+        )),
+    }
+}
+
+fn check_tls_server_name(name: &str, base_url: &Url) -> Result<(), FlagError> {
+    let flag = "--pool.tls-server-name";
+    if base_url.scheme() != "https" {
+        return Err(flag_error(
+            flag,
+            name,
+            "only applies to an https --pool.url",
+        ));
+    }
+    if name.is_empty() || name.contains(['/', ':', '@', ' ']) {
+        return Err(flag_error(flag, name, "expected a DNS name"));
+    }
+    Ok(())
+}
+
+fn check_telemetry_path(path: &str) -> Result<String, String> {
+    if !path.starts_with('/') || path.len() < 2 {
+        return Err("must start with / and not be / itself (the landing page)".into());
+    }
+    if matches!(path, "/health" | "/ready" | "/probe") {
+        return Err("is reserved for the liveness, readiness and probe endpoints".into());
+    }
+    Ok(path.to_owned())
+}
+
+fn demo_model(model: &Option<String>, demo: bool) -> Result<Option<crate::sim::Model>, FlagError> {
+    match (model, demo) {
+        (None, false) => Ok(None),
+        (None, true) => Ok(Some(crate::sim::Model::Published)),
+        (Some(v), false) => Err(flag_error("--demo.model", v, "only applies with --demo")),
+        (Some(v), true) => v
+            .parse()
+            .map(Some)
+            .map_err(|r: String| flag_error("--demo.model", v, r)),
     }
 }
 
