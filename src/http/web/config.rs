@@ -200,25 +200,55 @@ fn load_tls(
     err: &dyn Fn(&str, String) -> WebConfigError,
 ) -> Result<(), WebConfigError> {
     let field = "tls_server_config";
-    let cert_file = tls.cert_file.ok_or_else(|| {
+    let required = |name: &str| {
         err(
-            &format!("{field}.cert_file"),
+            &format!("{field}.{name}"),
             "required when tls_server_config is set".into(),
         )
-    })?;
-    let key_file = tls.key_file.ok_or_else(|| {
+    };
+    let cert_file = tls.cert_file.clone().ok_or_else(|| required("cert_file"))?;
+    let key_file = tls.key_file.clone().ok_or_else(|| required("key_file"))?;
+    refuse_or_note_unsupported(&tls, settings, err)?;
+    let cert_path = resolve(dir, &cert_file);
+    let key_path = resolve(dir, &key_file);
+    let (certs, key) = read_identity(&cert_path, &key_path, err)?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&protocol_versions(&tls, err)?)
+        .map_err(|e| err(&format!("{field}.min_version"), e.to_string()))?;
+    let builder = match client_verifier(&tls, dir, provider, settings, err)? {
+        None => builder.with_no_client_auth(),
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
         err(
             &format!("{field}.key_file"),
-            "required when tls_server_config is set".into(),
+            format!("does not match cert_file: {e}"),
         )
     })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    settings.files.push(cert_path);
+    settings.files.push(key_path);
+    settings.tls = Some(Arc::new(config));
+    Ok(())
+}
+
+/// Settings rustls cannot honour: refused when ignoring them would weaken
+/// the listener, noted (and logged at start) when rustls' fixed choice is
+/// at least as strict.
+fn refuse_or_note_unsupported(
+    tls: &TlsFile,
+    settings: &mut WebSettings,
+    err: &dyn Fn(&str, String) -> WebConfigError,
+) -> Result<(), WebConfigError> {
     if tls
         .client_allowed_sans
         .as_ref()
         .is_some_and(|s| !s.is_empty())
     {
         return Err(err(
-            &format!("{field}.client_allowed_sans"),
+            "tls_server_config.client_allowed_sans",
             "not supported by this exporter; restrict clients with client_ca_file instead".into(),
         ));
     }
@@ -237,131 +267,123 @@ fn load_tls(
             .ignored
             .push("tls_server_config.prefer_server_cipher_suites");
     }
+    Ok(())
+}
 
-    let cert_path = resolve(dir, &cert_file);
-    let key_path = resolve(dir, &key_file);
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+fn read_identity(
+    cert_path: &Path,
+    key_path: &Path,
+    err: &dyn Fn(&str, String) -> WebConfigError,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), WebConfigError> {
+    let cert_field = "tls_server_config.cert_file";
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
         .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| {
-            err(
-                &format!("{field}.cert_file"),
-                format!("{}: {e}", cert_path.display()),
-            )
-        })?;
+        .map_err(|e| err(cert_field, format!("{}: {e}", cert_path.display())))?;
     if certs.is_empty() {
         return Err(err(
-            &format!("{field}.cert_file"),
+            cert_field,
             format!("{}: no certificate found", cert_path.display()),
         ));
     }
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+    let key = PrivateKeyDer::from_pem_file(key_path).map_err(|e| {
         err(
-            &format!("{field}.key_file"),
+            "tls_server_config.key_file",
             format!("{}: {e}", key_path.display()),
         )
     })?;
+    Ok((certs, key))
+}
 
-    let min = tls
-        .min_version
-        .as_deref()
-        .map(|v| tls_version(&format!("{field}.min_version"), v, err))
-        .transpose()?
-        .unwrap_or(12);
-    let max = tls
-        .max_version
-        .as_deref()
-        .map(|v| tls_version(&format!("{field}.max_version"), v, err))
-        .transpose()?
-        .unwrap_or(13);
+/// The TLS versions between `min_version` and `max_version` (TLS 1.2 and
+/// 1.3 when unset).
+fn protocol_versions(
+    tls: &TlsFile,
+    err: &dyn Fn(&str, String) -> WebConfigError,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, WebConfigError> {
+    let version = |name: &str, value: &Option<String>, default: u8| {
+        value
+            .as_deref()
+            .map(|v| tls_version(&format!("tls_server_config.{name}"), v, err))
+            .transpose()
+            .map(|v| v.unwrap_or(default))
+    };
+    let min = version("min_version", &tls.min_version, 12)?;
+    let max = version("max_version", &tls.max_version, 13)?;
     if min > max {
         return Err(err(
-            &format!("{field}.min_version"),
+            "tls_server_config.min_version",
             "is above max_version".into(),
         ));
     }
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> =
+    Ok(
         [(12, &rustls::version::TLS12), (13, &rustls::version::TLS13)]
             .into_iter()
             .filter(|(v, _)| (min..=max).contains(v))
             .map(|(_, p)| p)
-            .collect();
+            .collect(),
+    )
+}
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
-        .map_err(|e| err(&format!("{field}.min_version"), e.to_string()))?;
-
+/// The client-certificate verifier `client_auth_type` asks for, if any.
+fn client_verifier(
+    tls: &TlsFile,
+    dir: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    settings: &mut WebSettings,
+    err: &dyn Fn(&str, String) -> WebConfigError,
+) -> Result<Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>, WebConfigError> {
     let auth_type = tls.client_auth_type.as_deref().unwrap_or("NoClientCert");
-    let verify = match auth_type {
-        "NoClientCert" => None,
-        "VerifyClientCertIfGiven" => Some(false),
-        "RequireAndVerifyClientCert" => Some(true),
-        "RequestClientCert" | "RequireAnyClientCert" => {
-            return Err(err(
-                &format!("{field}.client_auth_type"),
-                format!("{auth_type} accepts unverified certificates and is not supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
-            ))
-        }
-        other => {
-            return Err(err(
-                &format!("{field}.client_auth_type"),
-                format!("unknown value {other:?}; use NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
-            ))
-        }
-    };
-    let builder = match verify {
-        None => {
+    let required = match auth_type {
+        "NoClientCert" => {
             if tls.client_ca_file.is_some() {
                 settings
                     .ignored
                     .push("tls_server_config.client_ca_file (client_auth_type is NoClientCert)");
             }
-            builder.with_no_client_auth()
+            return Ok(None);
         }
-        Some(required) => {
-            let ca_field = format!("{field}.client_ca_file");
-            let ca_file = tls.client_ca_file.ok_or_else(|| {
-                err(
-                    &ca_field,
-                    format!("required with client_auth_type {auth_type}"),
-                )
-            })?;
-            let ca_path = resolve(dir, &ca_file);
-            let mut roots = RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(&ca_path)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| err(&ca_field, format!("{}: {e}", ca_path.display())))?;
-            let (added, _) = roots.add_parsable_certificates(cas);
-            if added == 0 {
-                return Err(err(
-                    &ca_field,
-                    format!("{}: no usable CA certificate", ca_path.display()),
-                ));
-            }
-            let mut verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
-            if !required {
-                verifier = verifier.allow_unauthenticated();
-            }
-            let verifier = verifier
-                .build()
-                .map_err(|e| err(&ca_field, e.to_string()))?;
-            settings.files.push(ca_path);
-            settings.client_cert_required = required;
-            builder.with_client_cert_verifier(verifier)
+        "VerifyClientCertIfGiven" => false,
+        "RequireAndVerifyClientCert" => true,
+        "RequestClientCert" | "RequireAnyClientCert" => {
+            return Err(err(
+                "tls_server_config.client_auth_type",
+                format!("{auth_type} accepts unverified certificates and is not supported; use VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
+            ))
+        }
+        other => {
+            return Err(err(
+                "tls_server_config.client_auth_type",
+                format!("unknown value {other:?}; use NoClientCert, VerifyClientCertIfGiven or RequireAndVerifyClientCert"),
+            ))
         }
     };
-    let mut config = builder.with_single_cert(certs, key).map_err(|e| {
+    let ca_field = "tls_server_config.client_ca_file";
+    let ca_file = tls.client_ca_file.as_ref().ok_or_else(|| {
         err(
-            &format!("{field}.key_file"),
-            format!("does not match cert_file: {e}"),
+            ca_field,
+            format!("required with client_auth_type {auth_type}"),
         )
     })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    settings.files.push(cert_path);
-    settings.files.push(key_path);
-    settings.tls = Some(Arc::new(config));
-    Ok(())
+    let ca_path = resolve(dir, ca_file);
+    let mut roots = RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(&ca_path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| err(ca_field, format!("{}: {e}", ca_path.display())))?;
+    let (added, _) = roots.add_parsable_certificates(cas);
+    if added == 0 {
+        return Err(err(
+            ca_field,
+            format!("{}: no usable CA certificate", ca_path.display()),
+        ));
+    }
+    let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+    if !required {
+        verifier = verifier.allow_unauthenticated();
+    }
+    let verifier = verifier.build().map_err(|e| err(ca_field, e.to_string()))?;
+    settings.files.push(ca_path);
+    settings.client_cert_required = required;
+    Ok(Some(verifier))
 }
 
 #[cfg(test)]
