@@ -282,7 +282,8 @@ impl Collector {
     }
 
     /// Renders a scrape with the counters as they stand now.
-    pub fn render(&self, collected: &Collected, format: Format) -> String {
+    #[cfg(test)]
+    fn render(&self, collected: &Collected, format: Format) -> String {
         if collected.sharers == 1 {
             let (counters, fallback) = self.render_inputs();
             return self.encode(collected, &counters, fallback.as_deref(), format, "");

@@ -421,10 +421,6 @@ impl SimPool {
         self.active(Fault::RelayOutage) && self.callers_working()
     }
 
-    pub fn fault(&self, fault: Fault) -> Option<&FaultSpec> {
-        self.faults.get(&fault)
-    }
-
     pub fn faults(&self) -> &BTreeMap<Fault, FaultSpec> {
         &self.faults
     }
