@@ -8,8 +8,9 @@
 # Installs what is missing: Debian's prometheus and prometheus-alertmanager (apt-get, as root
 # or with sudo; the packaged services are kept from starting) and PyYAML (pip).
 # Expects secure-channel-exporter and secure-channel-sim in ${CARGO_TARGET_DIR:-target}/debug/
-# (build them first: cargo build --locked). Every process it starts binds 127.0.0.1, uses a
-# temporary directory and is stopped at the end.
+# (build them first: cargo build --locked --bins). The end-to-end proof runs both pool models
+# (published and returning simulators) side by side. Every process it starts binds 127.0.0.1,
+# uses a temporary directory and is stopped at the end.
 #
 # Ends with one line `N passed, M failed`; exits non-zero when anything failed.
 set -uo pipefail
@@ -107,7 +108,7 @@ run_e2e() {
   local missing=0 b
   for b in secure-channel-exporter secure-channel-sim; do
     if [ ! -x "$BIN_DIR/$b" ]; then
-      echo "missing $BIN_DIR/$b: build it first with 'cargo build --locked'"
+      echo "missing $BIN_DIR/$b: build it first with 'cargo build --locked --bins'"
       missing=1
     fi
   done
@@ -131,7 +132,7 @@ if [ "${SKIP_E2E:-0}" = 1 ]; then
   echo
   echo "=== end-to-end proof skipped (SKIP_E2E=1)"
 else
-  step "end-to-end: simulator -> exporter -> Prometheus -> Alertmanager" run_e2e
+  step "end-to-end: 2 pool models -> exporters -> Prometheus -> Alertmanager" run_e2e
 fi
 
 echo
