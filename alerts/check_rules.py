@@ -10,7 +10,8 @@
                 and quiet (exp_alerts: [])
   mutation      the unit tests must fail when an alert is deleted, when its `for:` is halved
                 and when any of its thresholds is made 20 % more lenient - proof that the
-                tests pin the firing, pending and just-below-threshold behaviour
+                tests pin the firing, pending and just-below-threshold behaviour; and when a
+                range window whose length matters (WINDOW_MUTATIONS) is shortened or widened
   operator      the PrometheusRule's spec passes `promtool check rules`
 
 Usage: python3 alerts/check_rules.py [--no-mutation]
@@ -226,6 +227,29 @@ def mutations(doc):
                 yield f"{name}: `{op} {operand}` relaxed to `{new_op} {new_operand}`", with_rule(r2)
 
 
+# Range windows whose length is part of an alert's meaning, and the alert that must notice a
+# change: SecureChannelPoolCannotOpenConnections needs its window longer than one pool cleanup
+# (5 minutes by default; shorter and a sustained outage flaps) and shorter than its `for:`
+# (longer and one failing cleanup pages).
+WINDOW_MUTATIONS = {
+    "endpoint:secure_channel_errors:increase8m": ("SecureChannelPoolCannotOpenConnections", ("4m", "16m")),
+}
+
+
+def window_mutations(doc):
+    for gi, group in enumerate(doc["groups"]):
+        for ri, rule in enumerate(group["rules"]):
+            if rule.get("record") not in WINDOW_MUTATIONS:
+                continue
+            alert, windows = WINDOW_MUTATIONS[rule["record"]]
+            for window in windows:
+                m = yaml.safe_load(yaml.safe_dump(doc))
+                expr, n = re.subn(r"\[[0-9]+[smhd]\]", f"[{window}]", rule["expr"])
+                assert n == 1, f"{rule['record']}: expected one range window in {rule['expr']!r}"
+                m["groups"][gi]["rules"][ri]["expr"] = expr
+                yield f"{alert}: window of {rule['record']} changed to {window}", m
+
+
 def check_mutations(doc, workers=2):
     base = tempfile.mkdtemp(prefix="secure-channel-rules-mutation-")
     try:
@@ -237,7 +261,10 @@ def check_mutations(doc, workers=2):
         ok, out = promtool_test(dirs[0], doc)
         if not check(ok, "unit tests pass on an unmodified copy of the rule file", out[-2000:]):
             return
-        muts = list(mutations(doc))
+        windowed = list(window_mutations(doc))
+        check(len(windowed) == sum(len(w) for _, w in WINDOW_MUTATIONS.values()),
+              "every recording rule named in WINDOW_MUTATIONS exists in the rule file")
+        muts = list(mutations(doc)) + windowed
         by_alert = test_files_by_alert()
         free = list(dirs)
         lock = threading.Lock()

@@ -598,9 +598,11 @@ def check_dashboards(stack, pool):
                 if mode == "All":
                     values[t["name"]] = t.get("allValue") or ".+"
                 else:
-                    # a value that still exists at the end of the range (connections come and
-                    # go; the table shows the ones listed at the end)
-                    recent = current_label_values(stack, query, values, end)
+                    # a value that exists at the end of the range and a few seconds before it
+                    # (connections come and go; the table shows the ones listed at the end,
+                    # the time series need more than one sample)
+                    now_values = current_label_values(stack, query, values, end)
+                    recent = sorted(set(now_values) & set(current_label_values(stack, query, values, end - 5))) or now_values
                     pick = (recent or got or [None])[-1]
                     values[t["name"]] = regex_escape_grafana(pick) if pick else "__none__"
         for mode, values in selections.items():
