@@ -123,6 +123,109 @@ fn parser(c: &mut Criterion) {
     group.finish();
 }
 
+/// The per-connection families of a status document through
+/// prometheus-client's `Collector` interface, for comparison with our
+/// streaming encoder (docs/architecture.md quotes the figures).
+#[derive(Debug)]
+struct ConnectionCollector(std::sync::Arc<PoolStatus>);
+
+impl prometheus_client::collector::Collector for ConnectionCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::NoLabelSet;
+        use prometheus_client::metrics::MetricType;
+        let status = &*self.0;
+        let ep = status.endpoint.as_str();
+        let counters: [(&str, fn(&secure_channel_exporter::pool::Connection) -> f64); 2] = [
+            ("secure_channel_connection_errors", |c| c.errors),
+            ("secure_channel_connection_reconnects", |c| c.reconnects),
+        ];
+        for (name, value) in counters {
+            let mut family = encoder.encode_descriptor(name, "h", None, MetricType::Counter)?;
+            for conn in &status.connections {
+                let labels = [
+                    ("endpoint", ep),
+                    ("connection_id", conn.connection_id.as_str()),
+                ];
+                family
+                    .encode_family(&labels)?
+                    .encode_counter::<NoLabelSet, _, u64>(&(value(conn) as u64), None)?;
+            }
+        }
+        let gauges: [(&str, fn(&secure_channel_exporter::pool::Connection) -> f64); 2] = [
+            ("secure_channel_connection_p95_latency_seconds", |c| {
+                c.p95_latency_ms.unwrap_or(0.0) / 1000.0
+            }),
+            (
+                "secure_channel_connection_last_activity_timestamp_seconds",
+                |c| c.last_activity.map_or(0.0, |t| t.as_secs_f64()),
+            ),
+        ];
+        for (name, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, "h", None, MetricType::Gauge)?;
+            for conn in &status.connections {
+                let labels = [
+                    ("endpoint", ep),
+                    ("connection_id", conn.connection_id.as_str()),
+                ];
+                family.encode_family(&labels)?.encode_gauge(&value(conn))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn per_connection_families(c: &mut Criterion) {
+    let (status, _, _) = documents(10_000);
+    let decoded: PoolStatus = serde_json::from_str(&status).unwrap();
+    // Ours: the whole answer of a scrape whose health and native metrics
+    // failed, i.e. the four per-connection families plus a few dozen
+    // pool-level and self-metric series.
+    let snap = Snapshot {
+        status: ok(decoded.clone()),
+        health: SourceOutcome {
+            result: Err(secure_channel_exporter::pool::FailureReason::Timeout),
+            duration: Duration::from_millis(2),
+        },
+        metrics: SourceOutcome {
+            result: Err(secure_channel_exporter::pool::FailureReason::Timeout),
+            duration: Duration::from_millis(2),
+        },
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(ConnectionCollector(std::sync::Arc::new(decoded))));
+    let mut group = c.benchmark_group("per_connection_families/10000");
+    group.bench_function("ours_streaming_text", |b| {
+        b.iter(|| {
+            encode_scrape(
+                black_box(&snap),
+                &SourceCounters::default(),
+                &options(),
+                &[],
+                Format::PrometheusText,
+            )
+        })
+    });
+    group.bench_function("prometheus_client_collector_text", |b| {
+        b.iter(|| {
+            let mut out = String::with_capacity(4 << 20);
+            prometheus_client::encoding::prometheus_text::encode(&mut out, black_box(&registry))
+                .unwrap();
+            out
+        })
+    });
+    group.bench_function("prometheus_client_collector_openmetrics", |b| {
+        b.iter(|| {
+            let mut out = String::with_capacity(4 << 20);
+            prometheus_client::encoding::text::encode(&mut out, black_box(&registry)).unwrap();
+            out
+        })
+    });
+    group.finish();
+}
+
 fn config() -> Criterion {
     // Two shared cores: short, many-sample runs; criterion reports the
     // median and its confidence interval.
@@ -135,6 +238,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pipeline, parser
+    targets = pipeline, parser, per_connection_families
 }
 criterion_main!(benches);
