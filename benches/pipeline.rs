@@ -226,6 +226,18 @@ fn per_connection_families(c: &mut Criterion) {
     group.finish();
 }
 
+/// The exporter's history of successive status documents (derived
+/// counters), which every scrape updates.
+fn derived_history(c: &mut Criterion) {
+    let (status, _, _) = documents(10_000);
+    let decoded: PoolStatus = serde_json::from_str(&status).unwrap();
+    let mut history = secure_channel_exporter::scrape::derived::PoolHistory::default();
+    history.observe(&decoded);
+    c.bench_function("derived/observe/10000", |b| {
+        b.iter(|| history.observe(black_box(&decoded)))
+    });
+}
+
 fn config() -> Criterion {
     // Two shared cores: short, many-sample runs; criterion reports the
     // median and its confidence interval.
@@ -238,6 +250,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pipeline, parser, per_connection_families
+    targets = pipeline, parser, per_connection_families, derived_history
 }
 criterion_main!(benches);

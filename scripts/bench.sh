@@ -48,11 +48,11 @@ echo "==> criterion: decode, translate + encode, text parser"
 cargo bench --locked --bench pipeline -- "${criterion_args[@]}" 2>/dev/null \
   | tee target/bench/criterion.log \
   | awk '
-      /^(pipeline|parse|per_connection_families)\// { name = $1 }
+      /^(pipeline|parse|per_connection_families|derived)\// { name = $1 }
       /time:/ && !/%/ {
         split($0, a, "["); split(a[2], t, " "); time = t[3] " " t[4]
         # Groups without a throughput end at their time line.
-        if (name ~ /^per_connection_families\//) print "| " name " | " time " | |"
+        if (name ~ /^(per_connection_families|derived)\//) print "| " name " | " time " | |"
       }
       /thrpt:/ && !/%/ { split($0, a, "["); split(a[2], t, " "); print "| " name " | " time " | " t[3] " " t[4] " |" }
     ' | tee -a "$report"

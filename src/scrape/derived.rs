@@ -14,8 +14,9 @@
 //! Pure: the collector feeds it each status document it fetched.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::pool::PoolStatus;
+use crate::pool::{ConnectionId, PoolStatus};
 
 /// Entries of connections not listed for this many status documents are
 /// forgotten: long enough for a connection that is checked out and given
@@ -41,12 +42,74 @@ struct Seen {
     observation: u64,
 }
 
+/// The last numbers of each connection listed, by id. Integer ids (every
+/// known pool build) are keyed as integers with a multiplicative hash: at
+/// 10,000 connections a scrape looks up 10,000 ids, and hashing strings
+/// with SipHash (and allocating a key for each) cost about 10 % of the
+/// scrape.
+#[derive(Debug, Default)]
+struct SeenConnections {
+    by_number: HashMap<u64, Seen, BuildHasherDefault<MultiplyHasher>>,
+    by_name: HashMap<String, Seen>,
+}
+
+impl SeenConnections {
+    /// Stores `now` for `id` and returns what was there before.
+    fn record(&mut self, id: &ConnectionId, now: Seen) -> Option<Seen> {
+        match id.as_u64() {
+            Some(n) => self.by_number.insert(n, now),
+            None => match self.by_name.get_mut(id.as_str()) {
+                Some(slot) => Some(std::mem::replace(slot, now)),
+                None => self.by_name.insert(id.as_str().to_owned(), now),
+            },
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(&Seen) -> bool) {
+        self.by_number.retain(|_, s| keep(s));
+        self.by_name.retain(|_, s| keep(s));
+    }
+
+    fn clear(&mut self) {
+        self.by_number.clear();
+        self.by_name.clear();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_number.len() + self.by_name.len()
+    }
+}
+
+/// Fibonacci hashing of one `u64`: ids are small sequential integers, and
+/// a map of them needs spreading, not resistance to chosen keys (an
+/// attacker who controls the pool's ids can already make the pool's own
+/// document as large as the body cap allows).
+#[derive(Default)]
+struct MultiplyHasher(u64);
+
+impl Hasher for MultiplyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// What earlier status documents of one pool said, as far as the derived
 /// counters need it.
 #[derive(Debug, Default)]
 pub struct PoolHistory {
     counters: Option<DerivedCounters>,
-    seen: HashMap<String, Seen>,
+    seen: SeenConnections,
     /// The highest integer id listed since the pool (re)started.
     highest_id: Option<u64>,
     /// The lowest integer id of the last document that listed any.
@@ -114,38 +177,25 @@ impl PoolHistory {
         }
 
         for conn in &status.connections {
-            let entry = self.seen.entry(conn.connection_id.as_str().to_owned());
-            let (errors, reconnects) = match &entry {
-                std::collections::hash_map::Entry::Occupied(e) => {
-                    let before = e.get();
-                    (
-                        growth(before.errors, conn.errors),
-                        growth(before.reconnects, conn.reconnects),
-                    )
-                }
-                std::collections::hash_map::Entry::Vacant(_) => {
-                    (non_negative(conn.errors), non_negative(conn.reconnects))
-                }
-            };
-            counters.errors_seen += errors;
-            counters.reconnects_seen += reconnects;
             let seen = Seen {
                 errors: conn.errors,
                 reconnects: conn.reconnects,
                 observation: now,
             };
-            match entry {
-                std::collections::hash_map::Entry::Occupied(mut e) => {
-                    e.insert(seen);
-                }
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(seen);
-                }
-            }
+            let before = self.seen.record(&conn.connection_id, seen);
+            let (errors, reconnects) = match before {
+                Some(before) => (
+                    growth(before.errors, conn.errors),
+                    growth(before.reconnects, conn.reconnects),
+                ),
+                None => (non_negative(conn.errors), non_negative(conn.reconnects)),
+            };
+            counters.errors_seen += errors;
+            counters.reconnects_seen += reconnects;
         }
         if now.is_multiple_of(16) {
             self.seen
-                .retain(|_, s| now - s.observation < FORGET_AFTER_OBSERVATIONS);
+                .retain(|s| now - s.observation < FORGET_AFTER_OBSERVATIONS);
         }
     }
 }
