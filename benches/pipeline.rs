@@ -126,6 +126,12 @@ fn parser(c: &mut Criterion) {
 /// The per-connection families of a status document through
 /// prometheus-client's `Collector` interface, for comparison with our
 /// streaming encoder (docs/architecture.md quotes the figures).
+/// A per-connection family for the comparison: its name and value.
+type Column = (
+    &'static str,
+    fn(&secure_channel_exporter::pool::Connection) -> f64,
+);
+
 #[derive(Debug)]
 struct ConnectionCollector(std::sync::Arc<PoolStatus>);
 
@@ -138,7 +144,7 @@ impl prometheus_client::collector::Collector for ConnectionCollector {
         use prometheus_client::metrics::MetricType;
         let status = &*self.0;
         let ep = status.endpoint.as_str();
-        let counters: [(&str, fn(&secure_channel_exporter::pool::Connection) -> f64); 2] = [
+        let counters: [Column; 2] = [
             ("secure_channel_connection_errors", |c| c.errors),
             ("secure_channel_connection_reconnects", |c| c.reconnects),
         ];
@@ -154,7 +160,7 @@ impl prometheus_client::collector::Collector for ConnectionCollector {
                     .encode_counter::<NoLabelSet, _, u64>(&(value(conn) as u64), None)?;
             }
         }
-        let gauges: [(&str, fn(&secure_channel_exporter::pool::Connection) -> f64); 2] = [
+        let gauges: [Column; 2] = [
             ("secure_channel_connection_p95_latency_seconds", |c| {
                 c.p95_latency_ms.unwrap_or(0.0) / 1000.0
             }),
