@@ -35,7 +35,19 @@ fn rfc3339(t: SystemTime) -> String {
 
 /// Rounds to milliseconds' worth of digits, so answers stay readable.
 fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
+    // `+ 0.0` turns -0.0 (the sum of nothing) into 0.
+    (v * 1000.0).round() / 1000.0 + 0.0
+}
+
+/// A number as JSON: whole numbers without a fraction (as the pool
+/// writes them), others to three decimals.
+fn number(v: f64) -> Value {
+    let v = round3(v);
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        json!(v as i64)
+    } else {
+        json!(v)
+    }
 }
 
 /// Collects the reasons for the `null`s of one answer.
@@ -45,7 +57,7 @@ struct Unknown(Vec<Value>);
 impl Unknown {
     fn number(&mut self, field: &str, value: Option<f64>, reason: &str) -> Value {
         match value.filter(|v| v.is_finite()) {
-            Some(v) => json!(round3(v)),
+            Some(v) => number(v),
             None => self.null(field, reason),
         }
     }
@@ -254,9 +266,9 @@ fn exporter_view(healthy: bool, views: &Views) -> Value {
         "assessment": assessment.as_str(),
         "explanation": assessment.explanation(),
         "listed_connections": listed,
-        "operations_per_second": r.observations_per_second.map(round3),
-        "open_failures_total": native.and_then(|n| n.value.summary.open_failures),
-        "open_failures_per_second": r.open_failures_per_second.map(round3),
+        "operations_per_second": r.observations_per_second.map(number),
+        "open_failures_total": native.and_then(|n| n.value.summary.open_failures).map(number),
+        "open_failures_per_second": r.open_failures_per_second.map(number),
         "window_seconds": r.native_span.map(|d| round3(d.as_secs_f64())),
     })
 }
@@ -393,11 +405,11 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
     );
     out.insert(
         "errors".into(),
-        json!({"listed_total": status.connections.iter().map(|c| c.errors).sum::<f64>(), "seen_per_second": errors_rate}),
+        json!({"listed_total": number(status.connections.iter().map(|c| c.errors).sum()), "seen_per_second": errors_rate}),
     );
     out.insert(
         "reconnects".into(),
-        json!({"listed_total": status.connections.iter().map(|c| c.reconnects).sum::<f64>(), "seen_per_second": reconnects_rate}),
+        json!({"listed_total": number(status.connections.iter().map(|c| c.reconnects).sum()), "seen_per_second": reconnects_rate}),
     );
     out.insert("p95_latency_ms".into(), Value::Object(p95));
     out.insert("connection_age_seconds".into(), age);
