@@ -131,6 +131,7 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--monitor.interval",
     "--log.level",
     "--log.format",
+    "--demo.model",
 ];
 
 /// A flag value that cannot be used; the message names the flag.
