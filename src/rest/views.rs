@@ -21,7 +21,7 @@ use super::query::{ConnectionsQuery, Order, SortKey};
 pub const POOL_MAX_LATENCY_MS: f64 = 500.0;
 
 const IN_USE_UNKNOWN: &str =
-    "the pool lists only idle connections and reports no count of checked-out ones";
+    "the pool reports no count of checked-out connections (the published pool lists only idle ones)";
 const BREAKER_UNKNOWN: &str =
     "the pool's circuit breaker (open for 60 s after 5 failed handshakes) shows in no document";
 const ERRORS_INVISIBLE: &str = "no listed connection shows use: the published pool never lists a connection that was used, so errors of operations are invisible to every document";
@@ -367,7 +367,7 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         .filter_map(|c| c.last_activity.as_ref())
         .map(|t| (now - t.as_secs_f64()).max(0.0))
         .collect();
-    let no_conn = "no listed connection reports last_activity";
+    let no_conn = "no connection is listed, or none reports last_activity";
     let oldest = ages.iter().copied().reduce(f64::max);
     let newest = ages.iter().copied().reduce(f64::min);
     let age = json!({

@@ -163,6 +163,7 @@ responses = {
     "NotFound": err_response("No such path under /api/, or no listed connection with this id."),
     "MethodNotAllowed": err_response("Only GET and HEAD (and OPTIONS with CORS on) are served.",
                                      {"Allow": {"schema": {"type": "string"}}}),
+    "PayloadTooLarge": err_response("Requests with a body are refused."),
     "TooManyRequests": err_response("This client's token bucket is empty (--api.rate-limit).",
                                     {"Retry-After": {"description": "Seconds until a request is admitted.",
                                                      "schema": {"type": "integer", "minimum": 1}}}),
@@ -180,7 +181,8 @@ def rref(name):
     return {"$ref": f"#/components/responses/{name}"}
 
 
-COMMON = {"401": rref("Unauthorized"), "405": rref("MethodNotAllowed"), "429": rref("TooManyRequests")}
+COMMON = {"401": rref("Unauthorized"), "405": rref("MethodNotAllowed"), "413": rref("PayloadTooLarge"),
+          "429": rref("TooManyRequests")}
 POOL = {"502": rref("BadGateway"), "504": rref("GatewayTimeout")}
 
 preflight = {

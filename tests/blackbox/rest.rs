@@ -199,7 +199,10 @@ async fn every_path(api: &Api<'_>, sim: &Proc) {
     if let Some(first) = ids(&list.json["items"]).first() {
         let one = api.get(&format!("{S}/connections/{first}")).await;
         assert_eq!(one.status, 200, "{}", one.text);
-        assert_eq!(ids(&json!([one.json["connection"]])), std::slice::from_ref(first));
+        assert_eq!(
+            ids(&json!([one.json["connection"]])),
+            std::slice::from_ref(first)
+        );
     }
     let health = api.get(&format!("{S}/health")).await;
     assert!(matches!(health.status, 200 | 503), "{}", health.text);
