@@ -987,3 +987,46 @@ async fn the_status_page_in_a_real_browser() {
     assert!(report.contains("browser: ok"), "{report}");
     assert!(std::fs::metadata(&shot).unwrap().len() > 5000);
 }
+
+#[tokio::test]
+async fn the_monitor_keeps_the_snapshot_warm_and_logs_each_transition_once() {
+    let sim = sim(&["--callers", "0"]);
+    let exp = exporter(
+        &sim,
+        &[
+            "--monitor.interval",
+            "200ms",
+            "--api.cache-ttl",
+            "60s",
+            "--api.rate-limit",
+            "0",
+        ],
+    );
+    let api = Api::new(&exp);
+    let first = exp.wait_for_log("pool health changed");
+    assert!(first.contains("to=healthy"), "{first}");
+    let before = pool_requests(&sim).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // The TTL is a minute, yet the status served keeps being fresh: the
+    // monitor's polls, not API calls, refresh it.
+    let status = api.get(&format!("{S}/status")).await;
+    assert!(num(&status.json["age_seconds"]) < 1.0, "{}", status.text);
+    let after = pool_requests(&sim).await;
+    assert!(
+        after[0] - before[0] >= 3,
+        "monitor polls: {before:?} -> {after:?}"
+    );
+
+    fault(&sim, "empty_pool", "", true).await;
+    let health = until(&api, &format!("{S}/health"), |a| a.status == 503).await;
+    assert_eq!(health.json["status"], "unhealthy");
+    exp.wait_for_log("to=unhealthy");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let logs = exp.logs();
+    let changes = logs
+        .lines()
+        .filter(|l| l.contains("pool health changed"))
+        .count();
+    assert_eq!(changes, 2, "each transition logged once:\n{logs}");
+    api.validate("monitor");
+}
