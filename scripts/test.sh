@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and black-box tests of the real binaries, then
 # the dashboards and alert rules proven against a real Prometheus and
-# Alertmanager. Installs what it needs when missing (Debian packages).
+# Alertmanager. Installs what it needs when missing (Debian packages:
+# Prometheus, Alertmanager, Chromium; pip: openapi-spec-validator, jsonschema).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v promtool >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+# The status page is tested in a real browser (tests/blackbox/rest.rs).
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]} (Debian)"
   sudo_cmd=""
@@ -15,6 +18,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+echo "==> Python packages the API tests validate answers with (OpenAPI document, JSON Schema)"
+python3 -c 'import jsonschema, openapi_spec_validator' 2>/dev/null \
+  || python3 -m pip install --quiet openapi-spec-validator jsonschema
 
 echo "==> cargo test --workspace (unit, property and black-box tests; the client crate's tests, doctests and examples)"
 cargo test --locked --workspace

@@ -13,9 +13,10 @@ use tokio::net::TcpListener;
 use crate::cli::Config;
 use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
-use crate::http::{self, text, Gate, Router, ServeOptions, WebStats};
+use crate::http::{self, text, Gate, RouteOptions, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
 use crate::pool::PoolClient;
+use crate::rest::{self, Api, ApiConfig, CacheSettings};
 use crate::scrape::self_metrics::WebMetrics;
 use crate::scrape::{self, Collector, Probe};
 use crate::sim::{self, SimConfig, SimHandle, SimPool};
@@ -46,17 +47,41 @@ struct Exporter {
     scrape_timeout_offset: Duration,
     web: Option<Arc<WebConfigWatcher>>,
     web_metrics: WebMetrics,
+    api: Api,
 }
 
-/// Every path the exporter answers.
-fn routes(telemetry_path: &str) -> Result<Router<Exporter>, RouteError> {
-    Router::<Exporter>::default()
+/// Every path the exporter answers. `cors`: whether CORS preflights reach
+/// the API.
+fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteError> {
+    let api = RouteOptions {
+        preflight: cors,
+        json_errors: true,
+        ..RouteOptions::default()
+    };
+    let mut router = Router::<Exporter>::default();
+    for &(path, endpoint) in rest::ROUTES {
+        router = router.route_with(
+            path,
+            api,
+            move |app: Arc<Exporter>, req, params| async move {
+                let id = params
+                    .iter()
+                    .find(|(k, _)| k == "id")
+                    .map(|(_, v)| v.as_str());
+                app.api.handle(endpoint, &req, id).await
+            },
+        )?;
+    }
+    router
         // Liveness stays open so orchestrators need no credentials.
         .public("/health", |_: Arc<Exporter>, _, _| async {
             text(StatusCode::OK, "OK\n")
         })?
         .route("/", |app: Arc<Exporter>, _, _| async move {
             ui::landing::page(&app.telemetry_path, app.collector.pool_url())
+        })?
+        .route("/status", |app: Arc<Exporter>, req, _| async move {
+            ui::status::page(&app.api, req.uri().query()).await
         })?
         .route("/ready", |app: Arc<Exporter>, _, _| async move {
             scrape::routes::ready(&app.collector).await
@@ -65,7 +90,9 @@ fn routes(telemetry_path: &str) -> Result<Router<Exporter>, RouteError> {
             &literal(telemetry_path),
             |app: Arc<Exporter>, req, _| async move {
                 let reload_ok = app.web.as_ref().is_none_or(|w| w.last_reload_ok());
-                let web_metrics = |format| app.web_metrics.render(reload_ok, format);
+                let web_metrics = |format| {
+                    app.web_metrics.render(reload_ok, format) + &app.api.metrics().render(format)
+                };
                 scrape::routes::metrics(
                     &app.collector,
                     &req,
@@ -96,7 +123,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         .map(WebConfigWatcher::new)
         .transpose()?
         .map(Arc::new);
-    let router = routes(&config.telemetry_path)?;
+    let router = routes(&config.telemetry_path, config.api.cors.is_some())?;
     let client = PoolClient::new(&config.pool)?;
     let probe = (!config.probe_allowed_targets.is_empty()).then(|| {
         Probe::new(
@@ -112,6 +139,20 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             address: config.listen_address.clone(),
             source,
         })?;
+    let api = Api::new(
+        client.api_client().clone(),
+        ApiConfig {
+            cache: CacheSettings {
+                ttl: config.api.cache_ttl,
+                stale_max: config.api.stale_max,
+                timeout: config.pool_timeout,
+            },
+            cors: config.api.cors.clone(),
+            rate_limit: config.api.rate_limit,
+            rate_limit_burst: config.api.rate_limit_burst,
+            monitor_interval: config.api.monitor_interval,
+        },
+    );
     let collector = Collector::new(client, config.max_connections, config.pool_timeout);
     let address = listener
         .local_addr()
@@ -136,6 +177,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         scrape_timeout_offset: config.scrape_timeout_offset,
         web_metrics: WebMetrics::new(&stats, web.is_some()),
         web: web.clone(),
+        api,
     });
     let gate = Arc::new(Gate::new(web.clone(), stats.clone()));
     let router = Arc::new(router);

@@ -71,6 +71,24 @@ pub struct Args {
     /// most connections exported per scrape; beyond it the worst are kept (default 1000)
     #[argh(option)]
     pub collector_max_connections: Option<String>,
+    /// how long the REST API reuses a fetched pool document, e.g. 2s or 500ms (default 2s; /metrics is never cached)
+    #[argh(option)]
+    pub api_cache_ttl: Option<String>,
+    /// how long the REST API keeps serving the last good pool document, flagged stale, while the pool fails (default 5m)
+    #[argh(option)]
+    pub api_stale_max: Option<String>,
+    /// comma-separated origins (scheme://host:port) allowed to call the REST API from a browser, or * for any (then without credentials); off by default
+    #[argh(option)]
+    pub api_cors_allowed_origins: Option<String>,
+    /// REST API requests per second per client IP, 0 for no limit (default 20)
+    #[argh(option)]
+    pub api_rate_limit: Option<String>,
+    /// REST API requests a client IP may burst above --api.rate-limit (default 40)
+    #[argh(option)]
+    pub api_rate_limit_burst: Option<String>,
+    /// poll the pool's status and health this often in the background, keeping the REST API's snapshot warm and logging each health change once, e.g. 10s (default off)
+    #[argh(option)]
+    pub monitor_interval: Option<String>,
     /// log level: error, warn, info or debug (default info)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -105,8 +123,15 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--web.max-connections",
     "--probe.allowed-targets",
     "--collector.max-connections",
+    "--api.cache-ttl",
+    "--api.stale-max",
+    "--api.cors-allowed-origins",
+    "--api.rate-limit",
+    "--api.rate-limit-burst",
+    "--monitor.interval",
     "--log.level",
     "--log.format",
+    "--demo.model",
 ];
 
 /// A flag value that cannot be used; the message names the flag.
@@ -137,10 +162,80 @@ pub struct Config {
     pub web_max_connections: usize,
     pub probe_allowed_targets: Vec<TargetPattern>,
     pub max_connections: usize,
+    pub api: ApiFlags,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     /// Run against a built-in simulated pool of this model.
     pub demo: Option<crate::sim::Model>,
+}
+
+/// The REST API's settings.
+#[derive(Debug, Clone)]
+pub struct ApiFlags {
+    pub cache_ttl: Duration,
+    pub stale_max: Duration,
+    pub cors: Option<crate::rest::Cors>,
+    pub rate_limit: f64,
+    pub rate_limit_burst: u32,
+    pub monitor_interval: Option<Duration>,
+}
+
+impl ApiFlags {
+    fn from_args(args: &Args) -> Result<Self, FlagError> {
+        let positive = |v: &str| {
+            parse_duration(v).and_then(|d| {
+                if d.is_zero() {
+                    Err("must be greater than zero".to_owned())
+                } else {
+                    Ok(d)
+                }
+            })
+        };
+        Ok(Self {
+            cache_ttl: flag_or(
+                "--api.cache-ttl",
+                &args.api_cache_ttl,
+                Duration::from_secs(2),
+                parse_duration,
+            )?,
+            stale_max: flag_or(
+                "--api.stale-max",
+                &args.api_stale_max,
+                Duration::from_secs(300),
+                parse_duration,
+            )?,
+            cors: flag_or(
+                "--api.cors-allowed-origins",
+                &args.api_cors_allowed_origins,
+                None,
+                crate::rest::Cors::parse,
+            )?,
+            rate_limit: flag_or("--api.rate-limit", &args.api_rate_limit, 20.0, |v| {
+                v.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && *r >= 0.0)
+                    .ok_or_else(|| "expected requests per second, 0 or more".into())
+            })?,
+            rate_limit_burst: flag_or(
+                "--api.rate-limit-burst",
+                &args.api_rate_limit_burst,
+                40,
+                |v| {
+                    v.trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| "expected a whole number above 0".into())
+                },
+            )?,
+            monitor_interval: args
+                .monitor_interval
+                .as_ref()
+                .map(|v| positive(v).map_err(|r| flag_error("--monitor.interval", v, r)))
+                .transpose()?,
+        })
+    }
 }
 
 /// Rewrites `--a.b` to `--a-b` and splits `--flag=value` (which argh does
@@ -352,6 +447,7 @@ impl Config {
                         .map_err(|_| "expected a whole number".into())
                 },
             )?,
+            api: ApiFlags::from_args(&args)?,
             log_level: flag_or("--log.level", &args.log_level, LogLevel::Info, str::parse)?,
             log_format: flag_or(
                 "--log.format",
@@ -475,8 +571,13 @@ fn check_telemetry_path(path: &str) -> Result<String, String> {
     if !path.starts_with('/') || path.len() < 2 {
         return Err("must start with / and not be / itself (the landing page)".into());
     }
-    if matches!(path, "/health" | "/ready" | "/probe") {
-        return Err("is reserved for the liveness, readiness and probe endpoints".into());
+    if matches!(path, "/health" | "/ready" | "/probe" | "/status" | "/api")
+        || path.starts_with("/api/")
+    {
+        return Err(
+            "is reserved for the liveness, readiness, probe, status page and REST API endpoints"
+                .into(),
+        );
     }
     Ok(path.to_owned())
 }
@@ -532,6 +633,11 @@ mod tests {
         assert_eq!(c.pool.max_body_bytes, 16 << 20);
         assert_eq!(c.telemetry_path, "/metrics");
         assert_eq!(c.max_connections, 1000);
+        assert_eq!(c.api.cache_ttl, Duration::from_secs(2));
+        assert_eq!(c.api.stale_max, Duration::from_secs(300));
+        assert!(c.api.cors.is_none());
+        assert_eq!((c.api.rate_limit, c.api.rate_limit_burst), (20.0, 40));
+        assert!(c.api.monitor_interval.is_none());
     }
 
     #[test]
@@ -576,6 +682,26 @@ mod tests {
                 "--web.telemetry-path",
             ),
             (&["--log.level", "loud"][..], "--log.level"),
+            (&["--api.cache-ttl", "soon"][..], "--api.cache-ttl"),
+            (&["--api.stale-max", "-5s"][..], "--api.stale-max"),
+            (
+                &["--api.cors-allowed-origins", "*,https://a.example"][..],
+                "--api.cors-allowed-origins",
+            ),
+            (
+                &["--api.cors-allowed-origins", "https://a.example/app"][..],
+                "--api.cors-allowed-origins",
+            ),
+            (&["--api.rate-limit", "-1"][..], "--api.rate-limit"),
+            (
+                &["--api.rate-limit-burst", "0"][..],
+                "--api.rate-limit-burst",
+            ),
+            (&["--monitor.interval", "0s"][..], "--monitor.interval"),
+            (
+                &["--web.telemetry-path", "/api/v1/status"][..],
+                "--web.telemetry-path",
+            ),
             (&["--log.format", "xml"][..], "--log.format"),
             (
                 &["--collector.max-connections", "-1"][..],

@@ -8,6 +8,7 @@ pub mod http;
 pub mod logging;
 pub mod pool;
 pub mod redact;
+pub mod rest;
 pub mod scrape;
 pub mod sim;
 pub mod tls;

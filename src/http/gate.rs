@@ -1,7 +1,9 @@
-//! What every request passes before its route: only `GET` and `HEAD`, no
-//! request bodies, basic auth from the web config (except on public
-//! routes), `404` for unknown paths, and the configured response headers
-//! on every answer.
+//! What every request passes before its route: only `GET` and `HEAD` (and
+//! CORS preflight `OPTIONS` on routes that take it), no request bodies,
+//! basic auth from the web config (except on public routes and
+//! preflights), `404` for unknown paths, and the configured response
+//! headers on every answer. Refusals are plain text, or the JSON error
+//! body on routes that ask for it.
 
 use std::sync::Arc;
 
@@ -11,9 +13,9 @@ use hyper::header::{
 };
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::router::Router;
+use super::router::{Route, Router};
 use super::web::{BasicAuth, WebConfigWatcher, WebSettings};
-use super::{text, Body, WebStats};
+use super::{json_error, text, Body, WebStats};
 
 pub struct Gate {
     web: Option<Arc<WebConfigWatcher>>,
@@ -62,13 +64,28 @@ impl Gate {
         req: Request<Incoming>,
         settings: Option<Arc<WebSettings>>,
     ) -> Response<Body> {
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            let mut resp = text(
+        let found = router.lookup(req.uri().path());
+        let route = found.as_ref().map(|(route, _)| *route);
+        let json = route.is_some_and(Route::json_errors);
+        let preflight =
+            req.method() == Method::OPTIONS && route.is_some_and(Route::accepts_preflight);
+        if req.method() != Method::GET && req.method() != Method::HEAD && !preflight {
+            let (allow, message) = if route.is_some_and(Route::accepts_preflight) {
+                (
+                    "GET, HEAD, OPTIONS",
+                    "only GET, HEAD and OPTIONS are served",
+                )
+            } else {
+                ("GET, HEAD", "only GET and HEAD are served")
+            };
+            let mut resp = refusal(
+                json,
                 StatusCode::METHOD_NOT_ALLOWED,
-                "only GET and HEAD are served\n",
+                "method_not_allowed",
+                message,
             );
             resp.headers_mut()
-                .insert("allow", HeaderValue::from_static("GET, HEAD"));
+                .insert("allow", HeaderValue::from_static(allow));
             return resp;
         }
         let has_body = req.headers().contains_key(TRANSFER_ENCODING)
@@ -77,18 +94,26 @@ impl Gate {
                 .get(CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
         if has_body {
-            return text(
+            return refusal(
+                json,
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "request bodies are not accepted\n",
+                "body_not_accepted",
+                "request bodies are not accepted",
             );
         }
-        let found = router.lookup(req.uri().path());
-        let public = found.as_ref().is_some_and(|(route, _)| route.is_public());
-        if let Some(settings) = settings.filter(|s| s.auth_enabled() && !public) {
+        let public = route.is_some_and(Route::is_public);
+        // A CORS preflight never carries credentials: the browser sends
+        // them only on the request it asks about, which is checked.
+        if let Some(settings) = settings.filter(|s| s.auth_enabled() && !public && !preflight) {
             if !self.authorized(&req, settings).await {
                 self.stats.auth_failures.inc();
                 tracing::debug!(path = %req.uri().path(), "rejected request without valid credentials");
-                let mut resp = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                let mut resp = refusal(
+                    json,
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "unauthorized",
+                );
                 resp.headers_mut().insert(
                     WWW_AUTHENTICATE,
                     HeaderValue::from_static(
@@ -114,5 +139,14 @@ impl Gate {
         tokio::task::spawn_blocking(move || auth.check(&settings.users, header.as_deref()))
             .await
             .unwrap_or(false)
+    }
+}
+
+/// A refusal of the gate, as text or as the JSON error body.
+fn refusal(json: bool, status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    if json {
+        json_error(status, code, message)
+    } else {
+        text(status, format!("{message}\n"))
     }
 }

@@ -4,6 +4,7 @@
 //! request means is the handler's business.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,11 @@ use super::{Body, WebStats};
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The client's address, in every request's extensions (per-client rate
+/// limits need it; hyper does not keep it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
 
 /// Limits and TLS of a listener.
 pub struct ServeOptions {
@@ -78,7 +84,7 @@ pub async fn serve_with<H, Fut, E>(
             },
             () = &mut shutdown => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -98,13 +104,13 @@ pub async fn serve_with<H, Fut, E>(
         tokio::spawn(async move {
             let _permit = permit;
             let Some(tls) = tls else {
-                serve_connection(TokioIo::new(stream), handler, watcher).await;
+                serve_connection(TokioIo::new(stream), peer, handler, watcher).await;
                 return;
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    serve_connection(TokioIo::new(tls_stream), handler, watcher).await;
+                    serve_connection(TokioIo::new(tls_stream), peer, handler, watcher).await;
                 }
                 Ok(Err(e)) => {
                     stats.tls_handshake_failures.inc();
@@ -127,7 +133,7 @@ pub async fn serve_with<H, Fut, E>(
     }
 }
 
-async fn serve_connection<I, H, Fut, E>(io: I, handler: H, watcher: Watcher)
+async fn serve_connection<I, H, Fut, E>(io: I, peer: SocketAddr, handler: H, watcher: Watcher)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
@@ -137,7 +143,13 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .serve_connection(io, hyper::service::service_fn(handler));
+        .serve_connection(
+            io,
+            hyper::service::service_fn(move |mut req: Request<Incoming>| {
+                req.extensions_mut().insert(PeerAddr(peer));
+                handler(req)
+            }),
+        );
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }

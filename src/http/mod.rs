@@ -14,8 +14,8 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
 
 pub use gate::Gate;
-pub use listener::{serve, serve_with, shutdown_signal, ServeOptions};
-pub use router::{Params, Router};
+pub use listener::{serve, serve_with, shutdown_signal, PeerAddr, ServeOptions};
+pub use router::{Params, RouteOptions, Router};
 
 pub type Body = Full<Bytes>;
 
@@ -44,3 +44,13 @@ pub fn respond(
 pub fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     respond(code, "text/plain; charset=utf-8", body)
 }
+
+/// The JSON error body of the REST API,
+/// `{"error":{"code":"…","message":"…"}}`, with `status`.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": {"code": code, "message": message}});
+    respond(status, JSON, body.to_string() + "\n")
+}
+
+/// The content type of the REST API's answers.
+pub const JSON: &str = "application/json; charset=utf-8";

@@ -26,16 +26,39 @@ pub struct RouteError {
     source: matchit::InsertError,
 }
 
-/// One route: its handler and whether it skips authentication.
+/// How the gate treats a route beyond its path.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteOptions {
+    /// Answers without credentials (liveness probes).
+    pub public: bool,
+    /// CORS preflight `OPTIONS` requests reach the handler, without
+    /// credentials (browsers never send them on a preflight).
+    pub preflight: bool,
+    /// The gate's refusals (405, 413, 401) come as the JSON error body
+    /// rather than plain text (a JSON API's clients parse every answer).
+    pub json_errors: bool,
+}
+
+/// One route: its handler and how the gate treats it.
 pub struct Route<S> {
     handler: Handler<S>,
-    public: bool,
+    options: RouteOptions,
 }
 
 impl<S> Route<S> {
     /// Whether the route answers without credentials (liveness probes).
     pub fn is_public(&self) -> bool {
-        self.public
+        self.options.public
+    }
+
+    /// Whether CORS preflight requests reach the handler.
+    pub fn accepts_preflight(&self) -> bool {
+        self.options.preflight
+    }
+
+    /// Whether the gate answers its refusals as JSON.
+    pub fn json_errors(&self) -> bool {
+        self.options.json_errors
     }
 
     pub fn call(&self, state: Arc<S>, req: Request<Incoming>, params: Params) -> BoxResponse {
@@ -62,7 +85,7 @@ impl<S: Send + Sync + 'static> Router<S> {
         F: Fn(Arc<S>, Request<Incoming>, Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
     {
-        self.insert(path, handler, false)
+        self.route_with(path, RouteOptions::default(), handler)
     }
 
     /// Adds a route that answers without credentials.
@@ -71,10 +94,20 @@ impl<S: Send + Sync + 'static> Router<S> {
         F: Fn(Arc<S>, Request<Incoming>, Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
     {
-        self.insert(path, handler, true)
+        let options = RouteOptions {
+            public: true,
+            ..RouteOptions::default()
+        };
+        self.route_with(path, options, handler)
     }
 
-    fn insert<F, Fut>(mut self, path: &str, handler: F, public: bool) -> Result<Self, RouteError>
+    /// Adds a route with explicit [`RouteOptions`].
+    pub fn route_with<F, Fut>(
+        mut self,
+        path: &str,
+        options: RouteOptions,
+        handler: F,
+    ) -> Result<Self, RouteError>
     where
         F: Fn(Arc<S>, Request<Incoming>, Params) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Response<Body>> + Send + 'static,
@@ -82,7 +115,7 @@ impl<S: Send + Sync + 'static> Router<S> {
         let handler: Handler<S> =
             Arc::new(move |state, req, params| Box::pin(handler(state, req, params)));
         self.table
-            .insert(path, Route { handler, public })
+            .insert(path, Route { handler, options })
             .map_err(|source| RouteError {
                 path: path.to_owned(),
                 source,

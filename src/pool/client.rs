@@ -138,6 +138,12 @@ impl PoolClient {
         })
     }
 
+    /// The client crate's client underneath: the REST API and its monitor
+    /// share it (one HTTP client, one connection pool per process).
+    pub fn api_client(&self) -> &secure_channel_client::PoolClient {
+        &self.inner
+    }
+
     /// The pool's base URL, safe to show.
     pub fn display_base(&self) -> &str {
         self.inner.base_url()

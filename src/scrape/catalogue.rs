@@ -90,6 +90,13 @@ families! {
         "Client connections that failed the TLS handshake (unknown CA, missing client certificate, plain HTTP).";
     EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL = "secure_channel_exporter_web_config_last_reload_successful", Gauge,
         "1 if the last load of --web.config.file succeeded, 0 if the last good one is still in force.";
+    // The REST API.
+    EXPORTER_API_REQUESTS_TOTAL = "secure_channel_exporter_api_requests_total", Counter,
+        "Requests answered by the REST API under /api/, by route (path template) and HTTP status code. Refusals of the gate (wrong method, missing credentials) are not counted here.";
+    EXPORTER_API_REQUEST_DURATION_SECONDS = "secure_channel_exporter_api_request_duration_seconds", Histogram,
+        "Time the REST API took to answer, by route (path template).";
+    EXPORTER_API_CACHE_REQUESTS_TOTAL = "secure_channel_exporter_api_cache_requests_total", Counter,
+        "REST API requests by how the cached pool snapshot served them: hit (no fetch of its own), miss (fetched from the pool), stale (the pool failed; the last good copy was served).";
     // The exporter process.
     PROCESS_CPU_SECONDS_TOTAL = "process_cpu_seconds_total", Counter,
         "Total user and system CPU time spent in seconds.";

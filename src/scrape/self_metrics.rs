@@ -31,7 +31,7 @@ struct FailureLabels {
 
 /// Registers `metric` under the catalogue's name and HELP (the crate adds
 /// `_total` to counters and a full stop to HELP itself).
-fn register(
+pub(crate) fn register(
     registry: &mut Registry,
     def: &FamilyDef,
     metric: impl prometheus_client::registry::Metric,

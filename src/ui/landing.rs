@@ -13,7 +13,9 @@ pub fn page(telemetry_path: &str, pool_url: &str) -> Response<Body> {
          <p>Pool: <code>{pool}</code></p>\n\
          <ul><li><a href=\"{path}\">Metrics</a> ({path})</li>\n\
          <li><a href=\"/health\">Liveness</a> (/health)</li>\n\
-         <li><a href=\"/ready\">Readiness</a> (/ready)</li></ul>\n\
+         <li><a href=\"/ready\">Readiness</a> (/ready)</li>\n\
+         <li><a href=\"/status\">Live status page</a> (/status)</li>\n\
+         <li><a href=\"/api/v1/openapi.json\">REST API</a> (OpenAPI document; /api/v1/secure-channel/…)</li></ul>\n\
          </body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
         revision = env!("BUILD_REVISION"),
@@ -22,7 +24,7 @@ pub fn page(telemetry_path: &str, pool_url: &str) -> Response<Body> {
     respond(StatusCode::OK, "text/html; charset=utf-8", html)
 }
 
-fn html_escape(s: &str) -> String {
+pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -7,5 +7,6 @@ mod faults;
 mod lifecycle;
 mod perf;
 mod realpool;
+mod rest;
 mod scrape;
 mod security;

@@ -1,0 +1,324 @@
+//! The service API under `/api/v1/`: JSON views of the pool from one
+//! cached snapshot ([`cache`]), the OpenAPI document, CORS ([`cors`]),
+//! per-client rate limits ([`limit`]) and self-metrics ([`metrics`]).
+//! `/metrics` never goes through this cache: a scrape is always fresh.
+
+pub mod cache;
+pub mod cors;
+pub mod error;
+pub mod limit;
+pub mod metrics;
+pub mod native;
+pub mod query;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, AGE, CACHE_CONTROL};
+use hyper::{Method, Request, Response, StatusCode};
+use secure_channel_client::{Document, Monitor};
+use tokio::time::Instant;
+
+use crate::http::{respond, Body, PeerAddr, JSON};
+pub use cache::{CacheSettings, Lookup, SnapshotCache, Views};
+pub use cors::Cors;
+pub use error::ApiError;
+pub use metrics::ApiMetrics;
+pub use query::ConnectionsQuery;
+
+/// The OpenAPI 3.1 document of everything under `/api/`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What the API is started with.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub cache: CacheSettings,
+    pub cors: Option<Cors>,
+    /// Requests per second per client IP; 0 turns the limit off.
+    pub rate_limit: f64,
+    pub rate_limit_burst: u32,
+    /// Poll the pool in the background this often (the client's Monitor),
+    /// keeping status and health warm and logging each health change once.
+    pub monitor_interval: Option<Duration>,
+}
+
+/// The API's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Status,
+    Health,
+    Connections,
+    Connection,
+    Stats,
+    Metrics,
+    ServiceStatus,
+    OpenApi,
+    /// Any other path under `/api/`.
+    NotFound,
+}
+
+/// The API's routes, as the route table takes them.
+pub const ROUTES: &[(&str, Endpoint)] = &[
+    ("/api/v1/secure-channel/status", Endpoint::Status),
+    ("/api/v1/secure-channel/health", Endpoint::Health),
+    ("/api/v1/secure-channel/connections", Endpoint::Connections),
+    (
+        "/api/v1/secure-channel/connections/{id}",
+        Endpoint::Connection,
+    ),
+    ("/api/v1/secure-channel/stats", Endpoint::Stats),
+    ("/api/v1/secure-channel/metrics", Endpoint::Metrics),
+    ("/api/v1/status", Endpoint::ServiceStatus),
+    ("/api/v1/openapi.json", Endpoint::OpenApi),
+    ("/api", Endpoint::NotFound),
+    ("/api/", Endpoint::NotFound),
+    ("/api/{*rest}", Endpoint::NotFound),
+];
+
+impl Endpoint {
+    /// The `route` label: the path template, `other` for unknown paths.
+    pub fn route(self) -> &'static str {
+        match self {
+            Self::NotFound => "other",
+            _ => ROUTES
+                .iter()
+                .find(|(_, e)| *e == self)
+                .map_or("other", |(path, _)| path),
+        }
+    }
+
+    /// The pool documents the endpoint's view is made of.
+    fn documents(self) -> &'static [Document] {
+        match self {
+            Self::Status | Self::Connections | Self::Connection => &[Document::Status],
+            Self::Metrics => &[Document::Metrics],
+            Self::Stats => &[Document::Status, Document::Metrics],
+            Self::Health | Self::ServiceStatus => &Document::ALL,
+            Self::OpenApi | Self::NotFound => &[],
+        }
+    }
+}
+
+pub struct Api {
+    cache: Arc<SnapshotCache>,
+    cors: Option<Cors>,
+    limit: Option<limit::RateLimit>,
+    metrics: ApiMetrics,
+    started: Instant,
+    /// Kept for its background polling; stops when the API is dropped.
+    _monitor: Option<Monitor>,
+}
+
+impl Api {
+    /// Must run inside the Tokio runtime when a monitor is configured.
+    pub fn new(client: secure_channel_client::PoolClient, config: ApiConfig) -> Self {
+        let cache = Arc::new(SnapshotCache::new(client.clone(), config.cache));
+        let monitor = config
+            .monitor_interval
+            .map(|interval| start_monitor(client, interval, config.cache.timeout, &cache));
+        Self {
+            cache,
+            cors: config.cors,
+            limit: limit::RateLimit::new(config.rate_limit, config.rate_limit_burst),
+            metrics: ApiMetrics::default(),
+            started: Instant::now(),
+            _monitor: monitor,
+        }
+    }
+
+    pub fn cors_enabled(&self) -> bool {
+        self.cors.is_some()
+    }
+
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.metrics
+    }
+
+    /// All three documents, for the status page (counted as cache lookups).
+    pub async fn views(&self) -> Views {
+        let (views, lookup) = self.cache.get(&Document::ALL).await;
+        self.metrics.lookup(lookup);
+        views
+    }
+
+    /// Answers a request routed to `endpoint`.
+    pub async fn handle(
+        &self,
+        endpoint: Endpoint,
+        req: &Request<Incoming>,
+        id: Option<&str>,
+    ) -> Response<Body> {
+        let start = Instant::now();
+        let mut resp = if req.method() == Method::OPTIONS {
+            // The gate lets OPTIONS through only when CORS is on.
+            match &self.cors {
+                Some(cors) => cors.preflight(req.headers()),
+                None => ApiError::PathNotFound {
+                    path: req.uri().path().to_owned(),
+                }
+                .response(),
+            }
+        } else {
+            match self.admit(req) {
+                Err(e) => e.response(),
+                Ok(()) => self
+                    .answer(endpoint, req, id)
+                    .await
+                    .unwrap_or_else(|e| e.response()),
+            }
+        };
+        if req.method() != Method::OPTIONS {
+            if let Some(cors) = &self.cors {
+                cors.decorate(req.headers(), &mut resp);
+            }
+        }
+        resp.headers_mut()
+            .entry(CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+        self.metrics
+            .request(endpoint.route(), resp.status().as_u16(), start.elapsed());
+        resp
+    }
+
+    /// The per-client rate limit.
+    fn admit(&self, req: &Request<Incoming>) -> Result<(), ApiError> {
+        let (Some(limit), Some(peer)) = (&self.limit, req.extensions().get::<PeerAddr>()) else {
+            return Ok(());
+        };
+        limit.check(peer.0.ip()).map_err(|wait| {
+            tracing::debug!(client = %peer.0.ip(), "API rate limit");
+            ApiError::RateLimited {
+                retry_after: wait.max(Duration::from_millis(1)),
+            }
+        })
+    }
+
+    async fn answer(
+        &self,
+        endpoint: Endpoint,
+        req: &Request<Incoming>,
+        id: Option<&str>,
+    ) -> Result<Response<Body>, ApiError> {
+        let query = match endpoint {
+            Endpoint::Connections => Some(ConnectionsQuery::parse(req.uri().query())?),
+            _ => None,
+        };
+        match endpoint {
+            Endpoint::OpenApi => return Ok(respond(StatusCode::OK, JSON, OPENAPI)),
+            Endpoint::NotFound => {
+                return Err(ApiError::PathNotFound {
+                    path: req.uri().path().to_owned(),
+                })
+            }
+            _ => {}
+        }
+        let (views, lookup) = self.cache.get(endpoint.documents()).await;
+        self.metrics.lookup(lookup);
+        let (code, body) = match endpoint {
+            Endpoint::Status => (StatusCode::OK, views::status(&views)?),
+            Endpoint::Health => views::health(&views)?,
+            Endpoint::Connections => (
+                StatusCode::OK,
+                views::connections(&views, &query.unwrap_or_default())?,
+            ),
+            Endpoint::Connection => (
+                StatusCode::OK,
+                views::connection(&views, id.unwrap_or_default())?,
+            ),
+            Endpoint::Stats => (StatusCode::OK, views::stats(&views)?),
+            Endpoint::ServiceStatus => views::service_status(&views, self.started.elapsed()),
+            Endpoint::Metrics => {
+                let served = views.metrics()?;
+                let mut resp = respond(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    served.value.text.clone(),
+                );
+                let h = resp.headers_mut();
+                h.insert(AGE, HeaderValue::from(served.age().as_secs()));
+                h.insert(
+                    "x-snapshot-stale",
+                    HeaderValue::from_static(if served.stale { "true" } else { "false" }),
+                );
+                return Ok(resp);
+            }
+            Endpoint::OpenApi | Endpoint::NotFound => unreachable!("answered above"),
+        };
+        let mut resp = respond(code, JSON, body.to_string() + "\n");
+        if let Some(age) = body.get("age_seconds").and_then(serde_json::Value::as_f64) {
+            resp.headers_mut()
+                .insert(AGE, HeaderValue::from(age.max(0.0) as u64));
+        }
+        Ok(resp)
+    }
+}
+
+/// Starts the client's Monitor: its polls feed the cache and each health
+/// transition is logged once.
+fn start_monitor(
+    client: secure_channel_client::PoolClient,
+    interval: Duration,
+    timeout: Duration,
+    cache: &Arc<SnapshotCache>,
+) -> Monitor {
+    let monitor = Monitor::builder(client)
+        .interval(interval)
+        .timeout(timeout.min(interval.max(Duration::from_millis(100))))
+        .start();
+    let mut snapshots = monitor.snapshots();
+    let cache = cache.clone();
+    tokio::spawn(async move {
+        while snapshots.changed().await.is_ok() {
+            let latest = snapshots.borrow_and_update().clone();
+            if let Some(snapshot) = latest {
+                cache.accept_monitor(&snapshot);
+            }
+        }
+    });
+    let mut transitions = monitor.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match transitions.recv().await {
+                Ok(t) => tracing::info!(
+                    from = t.from.map_or("none", |s| s.as_str()),
+                    to = t.to.as_str(),
+                    reason = %t.reason,
+                    "pool health changed"
+                ),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "pool health transitions missed");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    monitor
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_openapi_document_describes_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("valid JSON");
+        assert_eq!(doc["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+        for (path, endpoint) in ROUTES {
+            if *endpoint == Endpoint::NotFound {
+                continue;
+            }
+            assert!(doc["paths"].get(*path).is_some(), "{path} missing");
+        }
+    }
+
+    #[test]
+    fn routes_label_is_the_template() {
+        assert_eq!(
+            Endpoint::Connection.route(),
+            "/api/v1/secure-channel/connections/{id}"
+        );
+        assert_eq!(Endpoint::NotFound.route(), "other");
+    }
+}
