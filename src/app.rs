@@ -105,6 +105,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             config.max_connections,
             config.pool_timeout,
         )
+        .with_limits(config.limits)
     });
     let listener = TcpListener::bind(&config.listen_address)
         .await
@@ -112,7 +113,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             address: config.listen_address.clone(),
             source,
         })?;
-    let collector = Collector::new(client, config.max_connections, config.pool_timeout);
+    let collector = Collector::new(client, config.max_connections, config.pool_timeout)
+        .with_limits(config.limits);
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -145,6 +147,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     };
     let options = ServeOptions {
         max_connections: config.web_max_connections,
+        max_requests: config.web_max_requests,
+        header_read_timeout: config.web_read_header_timeout,
+        write_timeout: config.web_write_timeout,
         web,
         stats,
     };

@@ -62,15 +62,30 @@ pub struct Args {
     /// exporter-toolkit web config file (TLS, client certificates, basic auth); re-read when it changes
     #[argh(option)]
     pub web_config_file: Option<String>,
-    /// most client connections served at once; more wait in the listen queue (default 64)
+    /// most client connections open at once, idle or not; more wait in the listen queue (default 1024)
     #[argh(option)]
     pub web_max_connections: Option<String>,
+    /// most requests answered at once; more wait for a slot (default 64)
+    #[argh(option)]
+    pub web_max_requests: Option<String>,
+    /// time a client has to finish the TLS handshake and send its request headers, and the longest a kept-alive connection may idle (default 5s)
+    #[argh(option)]
+    pub web_read_header_timeout: Option<String>,
+    /// longest writing an answer may make no progress (a client that stopped reading) before the connection is closed (default 10s)
+    #[argh(option)]
+    pub web_write_timeout: Option<String>,
     /// comma-separated scheme://host:port patterns (* wildcards) that /probe?target= may scrape; /probe is off without it
     #[argh(option)]
     pub probe_allowed_targets: Option<String>,
     /// most connections exported per scrape; beyond it the worst are kept (default 1000)
     #[argh(option)]
     pub collector_max_connections: Option<String>,
+    /// most native series read and passed through per scrape; the rest are dropped and counted (default 10000)
+    #[argh(option)]
+    pub collector_max_native_series: Option<String>,
+    /// longest label value exported, in bytes; longer values from the pool are truncated and counted (default 1024)
+    #[argh(option)]
+    pub collector_max_label_value_length: Option<String>,
     /// log level: error, warn, info or debug (default info)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -103,8 +118,13 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--web.scrape-timeout-offset",
     "--web.config.file",
     "--web.max-connections",
+    "--web.max-requests",
+    "--web.read-header-timeout",
+    "--web.write-timeout",
     "--probe.allowed-targets",
     "--collector.max-connections",
+    "--collector.max-native-series",
+    "--collector.max-label-value-length",
     "--log.level",
     "--log.format",
 ];
@@ -135,8 +155,13 @@ pub struct Config {
     pub scrape_timeout_offset: Duration,
     pub web_config_file: Option<PathBuf>,
     pub web_max_connections: usize,
+    pub web_max_requests: usize,
+    pub web_read_header_timeout: Duration,
+    pub web_write_timeout: Duration,
     pub probe_allowed_targets: Vec<TargetPattern>,
     pub max_connections: usize,
+    /// Limits on what the pool's documents may make the exporter hold.
+    pub limits: crate::scrape::Limits,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     /// Run against a built-in simulated pool of this model.
@@ -324,13 +349,21 @@ impl Config {
             web_max_connections: flag_or(
                 "--web.max-connections",
                 &args.web_max_connections,
-                64,
-                |v| {
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| "expected a whole number above 0".into())
-                },
+                1024,
+                positive,
+            )?,
+            web_max_requests: flag_or("--web.max-requests", &args.web_max_requests, 64, positive)?,
+            web_read_header_timeout: flag_or(
+                "--web.read-header-timeout",
+                &args.web_read_header_timeout,
+                crate::http::listener::HEADER_READ_TIMEOUT,
+                positive_duration,
+            )?,
+            web_write_timeout: flag_or(
+                "--web.write-timeout",
+                &args.web_write_timeout,
+                crate::http::listener::WRITE_TIMEOUT,
+                positive_duration,
             )?,
             probe_allowed_targets: flag_or(
                 "--probe.allowed-targets",
@@ -352,6 +385,28 @@ impl Config {
                         .map_err(|_| "expected a whole number".into())
                 },
             )?,
+            limits: crate::scrape::Limits {
+                max_native_series: flag_or(
+                    "--collector.max-native-series",
+                    &args.collector_max_native_series,
+                    crate::scrape::Limits::DEFAULT.max_native_series,
+                    |v| {
+                        v.parse::<usize>()
+                            .map_err(|_| "expected a whole number".into())
+                    },
+                )?,
+                max_label_value_len: flag_or(
+                    "--collector.max-label-value-length",
+                    &args.collector_max_label_value_length,
+                    crate::scrape::Limits::DEFAULT.max_label_value_len,
+                    |v| {
+                        v.parse::<usize>()
+                            .ok()
+                            .filter(|n| *n >= 16)
+                            .ok_or_else(|| "expected a whole number of at least 16".into())
+                    },
+                )?,
+            },
             log_level: flag_or("--log.level", &args.log_level, LogLevel::Info, str::parse)?,
             log_format: flag_or(
                 "--log.format",
@@ -362,6 +417,23 @@ impl Config {
             demo: demo_model(&args.demo_model, args.demo)?,
         })
     }
+}
+
+fn positive(v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "expected a whole number above 0".into())
+}
+
+fn positive_duration(v: &str) -> Result<Duration, String> {
+    parse_duration(v).and_then(|d| {
+        if d.is_zero() {
+            Err("must be greater than zero".into())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 /// `value` parsed, or `default` when the flag is absent; a bad value is an

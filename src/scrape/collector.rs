@@ -19,11 +19,12 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exposition::Format;
+use crate::exposition::{Format, ParseLimits};
 use crate::pool::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::scrape::derived::PoolHistory;
 use crate::scrape::self_metrics::SourceMetrics;
+use crate::scrape::Limits;
 use crate::scrape::translate::{
     encode_scrape, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
@@ -34,6 +35,7 @@ pub const READINESS_CACHE: Duration = Duration::from_secs(5);
 pub struct Collector {
     client: PoolClient,
     max_connections: usize,
+    limits: Limits,
     pool_timeout: Duration,
     counters: Mutex<SourceCounters>,
     sources: SourceMetrics,
@@ -139,6 +141,7 @@ impl Collector {
         Self {
             client,
             max_connections,
+            limits: Limits::DEFAULT,
             pool_timeout,
             counters: Mutex::new(SourceCounters::default()),
             sources: SourceMetrics::default(),
@@ -148,6 +151,13 @@ impl Collector {
             in_flight: Mutex::new(None),
             next_flight: AtomicU64::new(0),
         }
+    }
+
+    /// The same collector with other bounds on what a pool may make it
+    /// hold.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn pool_url(&self) -> &str {
@@ -224,7 +234,13 @@ impl Collector {
         let (status, health, metrics) = tokio::join!(
             timed(self.client.status(deadline)),
             timed(self.client.health(deadline)),
-            timed(self.client.metrics(deadline)),
+            timed(self.client.metrics(
+                deadline,
+                ParseLimits {
+                    max_samples: self.limits.max_native_series,
+                    max_value_len: self.limits.max_label_value_len,
+                }
+            )),
         );
         let snapshot = Snapshot {
             status: self.record(Document::Status, status),
@@ -331,6 +347,7 @@ impl Collector {
             max_connections: self.max_connections,
             fallback_endpoint: fallback,
             build: &BuildInfo::CURRENT,
+            max_label_value_len: self.limits.max_label_value_len,
         };
         let mut body = encode_scrape(
             snapshot,
