@@ -36,6 +36,38 @@ pub enum StartError {
     WebConfig(#[from] WebConfigError),
     #[error("invalid --web.telemetry-path: {0}")]
     Route(#[from] RouteError),
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(std::io::Error),
+}
+
+/// SIGHUP reloads the web config (even if its files look unchanged) and
+/// re-reads the token file, as Prometheus components do; it never stops
+/// the process. A reload that fails keeps the last good settings.
+#[cfg(unix)]
+fn reload_on_sighup(
+    web: Option<Arc<WebConfigWatcher>>,
+    token: secure_channel_client::Token,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the web config and the token file");
+            if let Some(web) = web.clone() {
+                // File reads and, with basic auth, one bcrypt hash.
+                let _ = tokio::task::spawn_blocking(move || web.force_reload()).await;
+            }
+            match token.reload() {
+                Ok(true) => tracing::info!("token file re-read"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "token file reload failed; keeping the last good token"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// What the routes of a running exporter share.
@@ -98,6 +130,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         .map(Arc::new);
     let router = routes(&config.telemetry_path)?;
     let client = PoolClient::new(&config.pool)?;
+    // Before the port opens, so that no SIGHUP finds the default action
+    // (exit) in place once we are reachable.
+    #[cfg(unix)]
+    reload_on_sighup(web.clone(), config.pool.token.clone()).map_err(StartError::Signal)?;
     let probe = (!config.probe_allowed_targets.is_empty()).then(|| {
         Probe::new(
             config.probe_allowed_targets.clone(),

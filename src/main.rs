@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         }
     };
     logging::init(config.log_level, config.log_format);
+    raise_open_file_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -55,6 +56,29 @@ fn main() -> ExitCode {
             tracing::error!(error = %e, "cannot start");
             eprintln!("{NAME}: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go programs
+/// (node_exporter and friends) do at start: `--web.max-connections`
+/// (1024 by default) plus the pool connections must fit under it, and the
+/// usual soft limit is exactly 1024.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+                limit.rlim_cur = limit.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    tracing::debug!("could not raise the open-file limit");
+                }
+            }
         }
     }
 }

@@ -182,8 +182,13 @@ impl Parser {
     }
 
     fn sample_line(&mut self, line: &str) -> bool {
-        if self.full() {
-            // Not even parsed: past the limit a line costs a count only.
+        // Past the limit a line costs a count only (it is not even parsed),
+        // unless it is the first sample of the family just declared, which
+        // already holds its slot.
+        let declared_empty = self
+            .current
+            .is_some_and(|i| self.out.families[i].samples.is_empty());
+        if self.full() && !declared_empty {
             self.out.over_limit += 1;
             return true;
         }
@@ -202,6 +207,10 @@ impl Parser {
         // The family's own slot (taken while it had no sample) becomes
         // this sample's.
         if !self.out.families[i].samples.is_empty() {
+            if self.full() {
+                self.out.over_limit += 1;
+                return true;
+            }
             self.kept += 1;
         }
         self.out.families[i].samples.push(sample);
@@ -408,6 +417,31 @@ fn parse_value(s: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn limits_bound_what_is_kept() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!("# HELP f{i} {}\n# TYPE f{i} gauge\nf{i}{{v=\"{}\"}} 1\n", "h".repeat(100), "x".repeat(100)));
+        }
+        let limits = ParseLimits {
+            max_samples: 10,
+            max_value_len: 16,
+        };
+        let p = parse_limited(&text, limits);
+        assert_eq!(p.sample_count(), 10);
+        assert_eq!(p.families.len(), 10);
+        assert!(p.families.iter().all(|f| f.help.len() == 16));
+        assert!(p.families[0].samples[0].labels[0].1.len() == 16);
+        assert_eq!(p.truncated_values, 20);
+        // 990 families: HELP, TYPE and sample each counted.
+        assert_eq!(p.over_limit, 990 * 3);
+        assert_eq!(p.skipped_lines, 0);
+        // Metadata alone cannot grow it either.
+        let meta: String = (0..1000).map(|i| format!("# TYPE m{i} gauge\n")).collect();
+        assert_eq!(parse_limited(&meta, limits).families.len(), 10);
+    }
+
     use super::*;
 
     fn label<'a>(s: &'a Sample, name: &str) -> Option<&'a str> {

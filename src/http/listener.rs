@@ -130,7 +130,11 @@ pub async fn serve_with<H, Fut, E>(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(repeats) =
+                        crate::logging::throttle().admit(&format!("accept failed {:?}", e.kind()))
+                    {
+                        tracing::warn!(error = %e, "accept failed{repeats}");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }

@@ -273,13 +273,20 @@ impl Collector {
         self.sources
             .record(doc, result.as_ref().err().map(FailureReason::of));
         if let Err(e) = &result {
-            tracing::warn!(
-                source = doc.as_str(),
-                reason = FailureReason::of(e).as_str(),
-                url = self.client.display_url(doc),
-                error = %e,
-                "pool fetch failed"
-            );
+            let reason = FailureReason::of(e).as_str();
+            let url = self.client.display_url(doc);
+            // A pool that fails every scrape would otherwise write three
+            // such lines per scrape.
+            let key = format!("pool fetch failed {} {reason} {url}", doc.as_str());
+            if let Some(repeats) = crate::logging::throttle().admit(&key) {
+                tracing::warn!(
+                    source = doc.as_str(),
+                    reason,
+                    url = %crate::logging::truncated(url),
+                    error = %crate::logging::truncated(&e.to_string()),
+                    "pool fetch failed{repeats}"
+                );
+            }
         }
         if doc == Document::Status {
             self.note_status(result.as_ref().err().map(ToString::to_string));

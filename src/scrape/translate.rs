@@ -1128,6 +1128,87 @@ mod tests {
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
     }
 
+    #[test]
+    fn hostile_native_series_are_dropped_by_reason() {
+        let mut snap =
+            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        snap.metrics = ok(parse(concat!(
+            "# TYPE good_total counter\ngood_total{a=\"1\"} 1\ngood_total{a=\"1\"} 2\n",
+            "good_total{a=\"2\",__name__=\"x\"} 1\ngood_total{a=\"3\"} -4\ngood_total{a=\"4\"} 4\n",
+            "# TYPE clash gauge\nclash 1\n# TYPE clash_total counter\nclash_total 2\n",
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} -1\nh_count -1\nh_sum 0\n",
+            "up 0\n",
+        )));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        let names: Vec<&str> = t.native.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["good_total", "clash"]);
+        let good: Vec<f64> = t.native[0].samples.iter().map(|s| s.value).collect();
+        assert_eq!(good, [1.0, 4.0], "the first of two duplicates is kept");
+        let fam = find(&t, "secure_channel_exporter_native_families_dropped");
+        assert_eq!(value(fam, &[("reason", "name_collision")]), 1.0);
+        assert_eq!(value(fam, &[("reason", "openmetrics_clash")]), 1.0);
+        assert_eq!(value(fam, &[("reason", "negative_counter")]), 1.0);
+        let series = find(&t, "secure_channel_exporter_native_series_dropped");
+        assert_eq!(value(series, &[("reason", "duplicate")]), 1.0);
+        assert_eq!(value(series, &[("reason", "reserved_label")]), 1.0);
+        assert_eq!(value(series, &[("reason", "negative_counter")]), 1.0);
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            let text = encode_scrape(&snap, &SourceCounters::default(), &options(1000), &[], format);
+            assert!(!text.contains("__name__"));
+            assert_eq!(parse(&text).skipped_lines, 0);
+        }
+    }
+
+    #[test]
+    fn duplicate_connection_ids_keep_the_worst_once() {
+        let json = r#"{"endpoint":"e","connections":[
+            {"connection_id":1,"reconnects":0,"errors":0,"p95_latency_ms":1},
+            {"connection_id":2,"reconnects":0,"errors":1,"p95_latency_ms":1},
+            {"connection_id":"1","reconnects":0,"errors":5,"p95_latency_ms":1},
+            {"connection_id":1,"reconnects":0,"errors":3,"p95_latency_ms":9}]}"#;
+        let snap = fixture_snapshot(json);
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        let errors = find(&t, "secure_channel_connection_errors_total");
+        let ids: Vec<(&str, f64)> = errors
+            .samples
+            .iter()
+            .map(|s| (s.labels[1].1.as_str(), s.value))
+            .collect();
+        assert_eq!(ids, [("1", 5.0), ("2", 1.0)]);
+        assert_eq!(
+            value(find(&t, "secure_channel_exporter_duplicate_connections"), &[]),
+            2.0
+        );
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            let text = encode_scrape(&snap, &SourceCounters::default(), &options(1000), &[], format);
+            assert_eq!(
+                text.matches("secure_channel_connection_errors_total{endpoint=\"e\",connection_id=\"1\"}")
+                    .count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn long_label_values_are_cut_and_counted() {
+        let endpoint = "e".repeat(200_000);
+        let json = format!(
+            r#"{{"endpoint":"{endpoint}","backend":"b","connections":[{{"connection_id":"{}","reconnects":0,"errors":0}}]}}"#,
+            "i".repeat(5000)
+        );
+        let snap = fixture_snapshot(&json);
+        let mut opts = options(1000);
+        opts.max_label_value_len = 64;
+        let text = encode_scrape(&snap, &SourceCounters::default(), &opts, &[], Format::PrometheusText);
+        assert!(text.len() < 20_000, "{} bytes", text.len());
+        assert!(text.contains(&format!("endpoint=\"{}\"", "e".repeat(64))));
+        let t = translate(&snap, &SourceCounters::default(), &opts);
+        assert_eq!(
+            value(find(&t, "secure_channel_exporter_label_values_truncated"), &[]),
+            2.0
+        );
+    }
+
     /// The old two-step rendering that `encode_scrape` must reproduce.
     fn two_step(
         snap: &Snapshot,
