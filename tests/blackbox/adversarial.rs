@@ -451,8 +451,10 @@ struct Hostile3 {
 
 #[tokio::test]
 async fn f3_hostile_documents_peak_under_64_mib() {
-    let cap: usize = 16 << 20;
-    // 580,000 short native lines, just under the body cap.
+    // The default --pool.max-body-size.
+    let cap: usize = 8 << 20;
+    // ~290,000 short native lines, just under the body cap (16 MiB of them
+    // were 580,000 lines and 442-464 MiB before issue 11).
     let mut native = String::with_capacity(cap);
     let mut i = 0;
     while native.len() < cap - 64 {
@@ -465,12 +467,21 @@ async fn f3_hostile_documents_peak_under_64_mib() {
     let few: Vec<String> = (0..1000).map(|i| connection(&i.to_string(), 0)).collect();
     let amplifier = status_json(&long_endpoint, &few[..450]);
     // A status just under the cap.
-    let one = connection("1", 0).len() + 1;
-    let many: Vec<String> = (0..(cap - 200) / one)
-        .map(|i| connection(&i.to_string(), i as u64 % 3))
-        .collect();
+    let mut many: Vec<String> = Vec::new();
+    let mut len = 200;
+    while len < cap - 400 {
+        let c = connection(&many.len().to_string(), many.len() as u64 % 3);
+        len += c.len() + 1;
+        many.push(c);
+    }
     let big_status = status_json("relay.example.net:443", &many);
     assert!(big_status.len() < cap && big_status.len() > cap - 4096);
+    // The largest answer the limits allow: 1,000 connections whose ids,
+    // like the endpoint, are as long as a label value may be.
+    let long_ids: Vec<String> = (0..1000)
+        .map(|i| connection(&format!("\"{i:0>1024}\""), 0))
+        .collect();
+    let widest = status_json(&"w".repeat(1024), &long_ids);
     let cases = [
         Hostile3 {
             name: "native exposition just under the cap",
@@ -480,6 +491,11 @@ async fn f3_hostile_documents_peak_under_64_mib() {
         Hostile3 {
             name: "200 KB endpoint",
             status: amplifier,
+            metrics: NATIVE_OK.into(),
+        },
+        Hostile3 {
+            name: "1,000 connections with 1 KiB ids",
+            status: widest,
             metrics: NATIVE_OK.into(),
         },
         Hostile3 {
