@@ -214,7 +214,9 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         let r = t.admit("a").unwrap();
         assert_eq!(r.suppressed, 5);
-        assert!(r.to_string().starts_with(" (repeated 5 times in the last 0 s"));
+        assert!(r
+            .to_string()
+            .starts_with(" (repeated 5 times in the last 0 s"));
         assert!(t.admit("a").is_none());
     }
 

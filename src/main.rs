@@ -74,7 +74,9 @@ fn raise_open_file_limit() {
         };
         // SAFETY: getrlimit/setrlimit with a valid pointer to a local.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
                 limit.rlim_cur = limit.rlim_max;
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
                     tracing::debug!("could not raise the open-file limit");

@@ -422,7 +422,11 @@ mod tests {
     fn limits_bound_what_is_kept() {
         let mut text = String::new();
         for i in 0..1000 {
-            text.push_str(&format!("# HELP f{i} {}\n# TYPE f{i} gauge\nf{i}{{v=\"{}\"}} 1\n", "h".repeat(100), "x".repeat(100)));
+            text.push_str(&format!(
+                "# HELP f{i} {}\n# TYPE f{i} gauge\nf{i}{{v=\"{}\"}} 1\n",
+                "h".repeat(100),
+                "x".repeat(100)
+            ));
         }
         let limits = ParseLimits {
             max_samples: 10,

@@ -110,13 +110,14 @@ impl Gate {
 
     async fn authorized(&self, req: &Request<Incoming>, settings: Arc<WebSettings>) -> bool {
         let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
-        let pending = match self
-            .auth
-            .precheck(&settings.users, settings.dummy_hash.as_deref(), header)
-        {
-            Verdict::Decided(ok) => return ok,
-            Verdict::Bcrypt(pending) => pending,
-        };
+        let pending =
+            match self
+                .auth
+                .precheck(&settings.users, settings.dummy_hash.as_deref(), header)
+            {
+                Verdict::Decided(ok) => return ok,
+                Verdict::Bcrypt(pending) => pending,
+            };
         // One bcrypt at a time: waiting here costs a task, not a blocking
         // thread, however many clients send wrong passwords.
         let Ok(_turn) = self.bcrypt_turn.acquire().await else {

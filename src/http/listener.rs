@@ -103,6 +103,9 @@ pub async fn serve_with<H, Fut, E>(
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let requests = Arc::new(Semaphore::new(options.max_requests.max(1)));
+    // An eighth of the request slots (8 by default): room for several
+    // scrapers on a bad link, not for a crowd of clients that never read.
+    let long_stalls = Arc::new(Semaphore::new((options.max_requests / 8).max(1)));
     let handler = move |req: Request<Incoming>| {
         let (requests, handler) = (requests.clone(), handler.clone());
         async move {
@@ -146,11 +149,12 @@ pub async fn serve_with<H, Fut, E>(
         let handler = handler.clone();
         let watcher = graceful.watcher();
         let stats = options.stats.clone();
+        let long_stalls = long_stalls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             // Below TLS, so a stalled TCP send is seen whatever the record
             // layer buffers.
-            let stream = StallTimeout::new(stream, timeouts.write);
+            let stream = StallTimeout::new(stream, timeouts.write, long_stalls);
             let Some(tls) = tls else {
                 serve_connection(TokioIo::new(stream), handler, watcher, timeouts).await;
                 return;
@@ -206,38 +210,87 @@ where
     }
 }
 
+/// How long a write may stall before it needs one of the few long-stall
+/// slots. A client reading its answer, even across a slow link, drains
+/// the socket buffer well within this.
+pub const STALL_GRACE: Duration = Duration::from_secs(1);
+
 /// A stream whose writes fail with `TimedOut` once they have made no
 /// progress for `limit`: a client that stops reading its answer is
 /// disconnected instead of holding the socket and the answer's memory for
-/// as long as it likes. Reads pass through (hyper's header timeout covers
-/// them; request bodies are refused).
+/// as long as it likes. A write stalled past [`STALL_GRACE`] must also take
+/// one of a few slots shared by the listener, and fails at once when none
+/// is free: without them, each of up to `--web.max-connections` non-readers
+/// would pin a whole answer (4 MB for a 10,000-connection pool) for the
+/// full timeout. Reads pass through (hyper's header timeout covers them;
+/// request bodies are refused).
 pub struct StallTimeout<S> {
     inner: S,
     limit: Duration,
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    long_stalls: Arc<Semaphore>,
+    /// When the current stall began.
+    since: Option<tokio::time::Instant>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<S> StallTimeout<S> {
-    pub fn new(inner: S, limit: Duration) -> Self {
+    pub fn new(inner: S, limit: Duration, long_stalls: Arc<Semaphore>) -> Self {
         Self {
             inner,
             limit,
-            stalled: None,
+            long_stalls,
+            since: None,
+            timer: None,
+            slot: None,
         }
     }
 
+    /// The write made progress: the stall, if any, is over.
+    fn progressed(&mut self) {
+        self.since = None;
+        self.timer = None;
+        self.slot = None;
+    }
+
     /// `Pending` from the inner stream: starts the stall clock if it is not
-    /// running, and turns `Pending` into an error once it has run out.
+    /// running, takes a long-stall slot past the grace period, and turns
+    /// `Pending` into an error once the limit has passed or no slot is free.
     fn on_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let limit = self.limit;
-        let sleep = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+        let now = tokio::time::Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let stalled = now - since;
+        if stalled >= self.limit {
+            return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "client stopped reading its answer",
-            ))),
+            )));
+        }
+        if stalled >= STALL_GRACE && self.slot.is_none() {
+            match self.long_stalls.clone().try_acquire_owned() {
+                Ok(slot) => self.slot = Some(slot),
+                Err(_) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "too many clients are not reading their answers",
+                    )))
+                }
+            }
+        }
+        let next = if self.slot.is_none() && STALL_GRACE < self.limit {
+            since + STALL_GRACE
+        } else {
+            since + self.limit
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+        if timer.deadline() != next {
+            timer.as_mut().reset(next);
+        }
+        match timer.as_mut().poll(cx) {
+            // A deadline passed: decide again (at most twice in a row).
+            Poll::Ready(()) => self.on_pending(cx),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -262,7 +315,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
         match Pin::new(&mut self.inner).poll_write(cx, buf) {
             Poll::Pending => self.on_pending(cx),
             ready => {
-                self.stalled = None;
+                self.progressed();
                 ready
             }
         }
@@ -276,7 +329,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
         match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
             Poll::Pending => self.on_pending(cx),
             ready => {
-                self.stalled = None;
+                self.progressed();
                 ready
             }
         }
@@ -290,7 +343,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
             Poll::Pending => self.on_pending(cx),
             ready => {
-                self.stalled = None;
+                self.progressed();
                 ready
             }
         }

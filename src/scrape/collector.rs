@@ -24,10 +24,10 @@ use crate::pool::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::scrape::derived::PoolHistory;
 use crate::scrape::self_metrics::SourceMetrics;
-use crate::scrape::Limits;
 use crate::scrape::translate::{
     encode_scrape, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
+use crate::scrape::Limits;
 
 /// How long a status fetch vouches for readiness before `/ready` asks again.
 pub const READINESS_CACHE: Duration = Duration::from_secs(5);

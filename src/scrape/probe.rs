@@ -107,7 +107,9 @@ fn check_glob_host(whole: &str, host: &str) -> Result<(), String> {
         host
     };
     let bad = inner.chars().find(|&c| {
-        !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*') || (bracketed && c == ':'))
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '-' | '_' | '*')
+            || (bracketed && c == ':'))
     });
     let looks_like_regex =
         inner.contains(REGEX_LIKE) || inner.contains(['[', ']']) || inner.contains("**");
@@ -320,9 +322,13 @@ mod tests {
     #[test]
     fn long_targets_are_cut_in_errors() {
         let long = format!("http://{}:1", "a".repeat(60_000));
-        let Err(e) = Probe::new(vec![p("http://x:1")], dummy_client(), 10, Duration::from_secs(1))
-            .collector_for(Some(&long))
-        else {
+        let Err(e) = Probe::new(
+            vec![p("http://x:1")],
+            dummy_client(),
+            10,
+            Duration::from_secs(1),
+        )
+        .collector_for(Some(&long)) else {
             panic!("a 60 KB target was admitted");
         };
         assert!(e.to_string().len() < 400, "{}", e.to_string().len());

@@ -90,7 +90,9 @@ pub async fn probe(
                 ProbeError::InvalidTarget(..) => "invalid",
                 ProbeError::NotAllowed(_) => "not_allowed",
             };
-            if let Some(repeats) = crate::logging::throttle().admit(&format!("probe refused {kind}")) {
+            if let Some(repeats) =
+                crate::logging::throttle().admit(&format!("probe refused {kind}"))
+            {
                 tracing::warn!(error = %crate::logging::truncated(&e.to_string()), "probe refused{repeats}");
             }
             let code = match e {

@@ -676,7 +676,8 @@ fn pass_through(parsed: &ParsedExposition) -> (Vec<Cow<'_, MetricFamily>>, Nativ
             }
             continue;
         } else {
-            let mut owned = MetricFamily::new(family.name.clone(), family.help.clone(), family.kind);
+            let mut owned =
+                MetricFamily::new(family.name.clone(), family.help.clone(), family.kind);
             for (sample, fault) in family.samples.iter().zip(&faults) {
                 match fault {
                     Some(reason) => reason(&mut drops).series += 1,
@@ -751,7 +752,10 @@ fn exporter_families(
             .with_sample(reason("openmetrics_clash"), n.openmetrics_clash as f64)
             .with_sample(reason("reserved_label"), n.reserved_label.families as f64)
             .with_sample(reason("duplicate"), n.duplicate.families as f64)
-            .with_sample(reason("negative_counter"), n.negative_counter.families as f64),
+            .with_sample(
+                reason("negative_counter"),
+                n.negative_counter.families as f64,
+            ),
     );
     out.push(
         catalogue::EXPORTER_NATIVE_SERIES_DROPPED
@@ -1153,7 +1157,13 @@ mod tests {
         assert_eq!(value(series, &[("reason", "reserved_label")]), 1.0);
         assert_eq!(value(series, &[("reason", "negative_counter")]), 1.0);
         for format in [Format::PrometheusText, Format::OpenMetrics] {
-            let text = encode_scrape(&snap, &SourceCounters::default(), &options(1000), &[], format);
+            let text = encode_scrape(
+                &snap,
+                &SourceCounters::default(),
+                &options(1000),
+                &[],
+                format,
+            );
             assert!(!text.contains("__name__"));
             assert_eq!(parse(&text).skipped_lines, 0);
         }
@@ -1176,14 +1186,25 @@ mod tests {
             .collect();
         assert_eq!(ids, [("1", 5.0), ("2", 1.0)]);
         assert_eq!(
-            value(find(&t, "secure_channel_exporter_duplicate_connections"), &[]),
+            value(
+                find(&t, "secure_channel_exporter_duplicate_connections"),
+                &[]
+            ),
             2.0
         );
         for format in [Format::PrometheusText, Format::OpenMetrics] {
-            let text = encode_scrape(&snap, &SourceCounters::default(), &options(1000), &[], format);
+            let text = encode_scrape(
+                &snap,
+                &SourceCounters::default(),
+                &options(1000),
+                &[],
+                format,
+            );
             assert_eq!(
-                text.matches("secure_channel_connection_errors_total{endpoint=\"e\",connection_id=\"1\"}")
-                    .count(),
+                text.matches(
+                    "secure_channel_connection_errors_total{endpoint=\"e\",connection_id=\"1\"}"
+                )
+                .count(),
                 1
             );
         }
@@ -1199,12 +1220,21 @@ mod tests {
         let snap = fixture_snapshot(&json);
         let mut opts = options(1000);
         opts.max_label_value_len = 64;
-        let text = encode_scrape(&snap, &SourceCounters::default(), &opts, &[], Format::PrometheusText);
+        let text = encode_scrape(
+            &snap,
+            &SourceCounters::default(),
+            &opts,
+            &[],
+            Format::PrometheusText,
+        );
         assert!(text.len() < 20_000, "{} bytes", text.len());
         assert!(text.contains(&format!("endpoint=\"{}\"", "e".repeat(64))));
         let t = translate(&snap, &SourceCounters::default(), &opts);
         assert_eq!(
-            value(find(&t, "secure_channel_exporter_label_values_truncated"), &[]),
+            value(
+                find(&t, "secure_channel_exporter_label_values_truncated"),
+                &[]
+            ),
             2.0
         );
     }

@@ -107,7 +107,9 @@ fn status_json(endpoint: &str, connections: &[String]) -> String {
 }
 
 fn connection(id: &str, errors: u64) -> String {
-    format!(r#"{{"connection_id":{id},"reconnects":0,"errors":{errors},"p95_latency_ms":12,"last_activity":{{"secs_since_epoch":1764072000,"nanos_since_epoch":0}}}}"#)
+    format!(
+        r#"{{"connection_id":{id},"reconnects":0,"errors":{errors},"p95_latency_ms":12,"last_activity":{{"secs_since_epoch":1764072000,"nanos_since_epoch":0}}}}"#
+    )
 }
 
 /// Peak resident memory of a process so far, in MiB.
@@ -199,7 +201,10 @@ fn tls_and_auth(tag: &str) -> Tls {
 }
 
 fn reload_gauge(body: &str) -> f64 {
-    parse_value(body, "secure_channel_exporter_web_config_last_reload_successful ")
+    parse_value(
+        body,
+        "secure_channel_exporter_web_config_last_reload_successful ",
+    )
 }
 
 fn parse_value(body: &str, prefix: &str) -> f64 {
@@ -247,7 +252,11 @@ async fn f1_reload_never_drops_tls_or_auth() {
         let ok = get(Some(&auth)).await.unwrap();
         assert_eq!(ok.status(), 200, "case {i}");
         let body = ok.text().await.unwrap();
-        assert_eq!(reload_gauge(&body), 0.0, "case {i} {text:?}: reload accepted");
+        assert_eq!(
+            reload_gauge(&body),
+            0.0,
+            "case {i} {text:?}: reload accepted"
+        );
         // Plain HTTP gets no answer on the TLS port.
         let plain = client().get(exp.url("/metrics")).send().await;
         assert!(
@@ -309,10 +318,23 @@ enum Hostile {
     NonReader,
 }
 
-async fn hostile(kind: Hostile, address: String, ca: Arc<String>, stop: Arc<AtomicBool>) {
+async fn hostile(
+    kind: Hostile,
+    index: u64,
+    address: String,
+    ca: Arc<String>,
+    stop: Arc<AtomicBool>,
+) {
     let hello = client_hello();
     let connector = tls_connector(&ca);
+    // Spread over time, as sockets reopened as they drop soon are; in a
+    // wave, the test's own debug-build TLS clients would compete with the
+    // scrapes for the same two cores.
+    let jitter = |round: u64| Duration::from_millis((index * 7919 + round * 104_729) % 3000);
+    tokio::time::sleep(jitter(0)).await;
+    let mut round = 0;
     while !stop.load(Ordering::Relaxed) {
+        round += 1;
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         // A small window, so that an unread answer fills it quickly.
         let _ = socket.set_recv_buffer_size(4096);
@@ -335,8 +357,14 @@ async fn hostile(kind: Hostile, address: String, ca: Arc<String>, stop: Arc<Atom
                 let Ok(mut tls) = connector.connect(name, stream).await else {
                     continue;
                 };
-                for byte in b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: " .iter().cycle() {
-                    if stop.load(Ordering::Relaxed) || tls.write_all(&[*byte]).await.is_err() || tls.flush().await.is_err() {
+                for byte in b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nX-Slow: "
+                    .iter()
+                    .cycle()
+                {
+                    if stop.load(Ordering::Relaxed)
+                        || tls.write_all(&[*byte]).await.is_err()
+                        || tls.flush().await.is_err()
+                    {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -353,7 +381,7 @@ async fn hostile(kind: Hostile, address: String, ca: Arc<String>, stop: Arc<Atom
                 let _ = tls.flush().await;
                 // Never read; give up (and come back) only long after the
                 // exporter's write timeout.
-                tokio::time::sleep(Duration::from_secs(12)).await;
+                tokio::time::sleep(Duration::from_secs(11) + jitter(round)).await;
             }
         }
     }
@@ -365,7 +393,10 @@ async fn f2_512_hostile_sockets_do_not_starve_scrapes() {
     let conns: Vec<String> = (0..10_000)
         .map(|i| connection(&i.to_string(), i % 7))
         .collect();
-    let pool = CannedPool::start(status_json("relay.example.net:443", &conns), NATIVE_OK.into());
+    let pool = CannedPool::start(
+        status_json("relay.example.net:443", &conns),
+        NATIVE_OK.into(),
+    );
     let tls = tls_and_auth("f2");
     // TLS without basic auth: the hostiles need no password.
     write(
@@ -397,9 +428,10 @@ async fn f2_512_hostile_sockets_do_not_starve_scrapes() {
         Hostile::HalfTls,
         Hostile::NonReader,
     ] {
-        for _ in 0..128 {
+        for index in 0..128 {
             tasks.push(tokio::spawn(hostile(
                 kind,
+                index,
                 exp.address.clone(),
                 ca.clone(),
                 stop.clone(),
@@ -407,11 +439,11 @@ async fn f2_512_hostile_sockets_do_not_starve_scrapes() {
         }
     }
     // Let them take their sockets (and the non-readers their answers).
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
 
     let mut took = Vec::new();
     let started = Instant::now();
-    for _ in 0..30 {
+    for _ in 0..40 {
         let start = Instant::now();
         let resp = https
             .get(https_url(&exp, "/metrics"))
@@ -423,7 +455,7 @@ async fn f2_512_hostile_sockets_do_not_starve_scrapes() {
         let body = resp.bytes().await.unwrap();
         assert!(body.len() > 4_000_000);
         took.push(start.elapsed());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let span = started.elapsed();
     stop.store(true, Ordering::Relaxed);
@@ -432,13 +464,20 @@ async fn f2_512_hostile_sockets_do_not_starve_scrapes() {
     }
     took.sort();
     let p50 = took[took.len() / 2];
-    // Nearest rank: with 30 scrapes the 99th percentile is the slowest.
+    // Nearest rank: with 40 scrapes the 99th percentile is the slowest.
     let p99 = took[(took.len() * 99).div_ceil(100) - 1];
     eprintln!(
-        "f2: 512 hostile sockets; 30 scrapes over {span:?}: p50 {p50:?}, p99 {p99:?}, peak RSS {:.1} MiB",
+        "f2: 512 hostile sockets; 40 scrapes over {span:?}: p50 {p50:?}, p99 {p99:?}, peak RSS {:.1} MiB",
         peak_rss_mib(exp.child.id())
     );
-    assert!(p99 < Duration::from_secs(1), "scrape p99 {p99:?} (p50 {p50:?})");
+    assert!(
+        p99 < Duration::from_secs(1),
+        "scrape p99 {p99:?} (p50 {p50:?})"
+    );
+    // 128 non-readers of a 4 MB answer: at most 8 stalled past 1 s, the
+    // rest cut (~107 MiB measured; ~290 MiB with the write timeout alone).
+    let peak = peak_rss_mib(exp.child.id());
+    assert!(peak < 200.0, "peak RSS {peak:.1} MiB");
 }
 
 // ------------------------------------------------- 3. bounded memory
@@ -513,18 +552,30 @@ async fn f3_hostile_documents_peak_under_64_mib() {
         for _ in 0..3 {
             let s = scrape_with(&exp, &[("accept", OPENMETRICS)]).await;
             assert_eq!(s.status, 200);
-            assert_eq!(s.source_up("status"), 1.0, "{}: {}", case.name, &s.body[..2000.min(s.body.len())]);
+            assert_eq!(
+                s.source_up("status"),
+                1.0,
+                "{}: {}",
+                case.name,
+                &s.body[..2000.min(s.body.len())]
+            );
             assert_eq!(s.source_up("metrics"), 1.0, "{}", case.name);
             answer = s.body.len();
             match case.name {
                 "native exposition just under the cap" => {
                     assert_eq!(
-                        s.value("secure_channel_exporter_native_series_dropped", &[("reason", "limit")]),
+                        s.value(
+                            "secure_channel_exporter_native_series_dropped",
+                            &[("reason", "limit")]
+                        ),
                         (native_lines - 10_000) as f64
                     );
                 }
                 "200 KB endpoint" => {
-                    assert_eq!(s.value("secure_channel_exporter_label_values_truncated", &[]), 1.0);
+                    assert_eq!(
+                        s.value("secure_channel_exporter_label_values_truncated", &[]),
+                        1.0
+                    );
                 }
                 _ => {}
             }
@@ -544,8 +595,14 @@ async fn f3_hostile_documents_peak_under_64_mib() {
 
 #[tokio::test]
 async fn f4_probe_targets_never_get_the_pool_token() {
-    let own = CannedPool::start(status_json("own:443", &[connection("1", 0)]), NATIVE_OK.into());
-    let other = CannedPool::start(status_json("other:443", &[connection("1", 0)]), NATIVE_OK.into());
+    let own = CannedPool::start(
+        status_json("own:443", &[connection("1", 0)]),
+        NATIVE_OK.into(),
+    );
+    let other = CannedPool::start(
+        status_json("other:443", &[connection("1", 0)]),
+        NATIVE_OK.into(),
+    );
     let token_file = temp_file("adv-probe-token", "s3cret-pool-token\n");
     let exp = exporter_with_env(
         &own.url(),
@@ -565,7 +622,11 @@ async fn f4_probe_targets_never_get_the_pool_token() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.text().await.unwrap().contains("endpoint=\"other:443\""));
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("endpoint=\"other:443\""));
 
     let with_token = |heads: &[String]| {
         heads
@@ -579,7 +640,11 @@ async fn f4_probe_targets_never_get_the_pool_token() {
         .any(|h| h.contains("s3cret-pool-token") && h.contains("/status/connections")));
     let other_heads = other.heads();
     assert_eq!(other_heads.len(), 3, "{other_heads:?}");
-    assert_eq!(with_token(&other_heads), 0, "probe target got a token: {other_heads:?}");
+    assert_eq!(
+        with_token(&other_heads),
+        0,
+        "probe target got a token: {other_heads:?}"
+    );
 
     // `*` stays within one host label.
     let resp = client()
@@ -599,7 +664,10 @@ async fn f4_probe_targets_never_get_the_pool_token() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--probe.allowed-targets") && err.contains("regular expression"), "{err}");
+    assert!(
+        err.contains("--probe.allowed-targets") && err.contains("regular expression"),
+        "{err}"
+    );
 }
 
 // ------------------------------------ 5. native passthrough stays valid
@@ -663,11 +731,18 @@ async fn f6_duplicate_connection_ids_keep_the_worst() {
     let ones: Vec<f64> = s
         .samples("secure_channel_connection_errors_total")
         .into_iter()
-        .filter(|x| x.labels.iter().any(|(n, v)| n == "connection_id" && v == "1"))
+        .filter(|x| {
+            x.labels
+                .iter()
+                .any(|(n, v)| n == "connection_id" && v == "1")
+        })
         .map(|x| x.value)
         .collect();
     assert_eq!(ones, [9.0], "{}", s.body);
-    assert_eq!(s.value("secure_channel_exporter_duplicate_connections", &[]), 2.0);
+    assert_eq!(
+        s.value("secure_channel_exporter_duplicate_connections", &[]),
+        2.0
+    );
 }
 
 // ----------------------------------------------- 7. bcrypt amplification
@@ -678,7 +753,11 @@ async fn f7_bcrypt_is_serialised_and_unknown_users_cost_the_same() {
     // attempt (tens of ms), so the test is quick and still CPU-bound.
     let hash = bcrypt::hash(PASSWORD, 8).unwrap();
     let d = dir("f7");
-    let web = write(&d, "web.yml", &format!("basic_auth_users:\n  prometheus: '{hash}'\n"));
+    let web = write(
+        &d,
+        "web.yml",
+        &format!("basic_auth_users:\n  prometheus: '{hash}'\n"),
+    );
     let sim = sim(&[]);
     let exp = exporter(&sim, &["--web.config.file", &web]);
     let pid = exp.child.id();
@@ -714,14 +793,20 @@ async fn f7_bcrypt_is_serialised_and_unknown_users_cost_the_same() {
     let cpu_before = cpu_seconds(pid);
     let wall = Instant::now();
     let mut clients = Vec::new();
+    // One client with kept-alive connections: the attackers cost the
+    // exporter, not themselves.
+    let shared = client();
     for c in 0..32 {
-        let (stop, url) = (stop.clone(), exp.url("/metrics"));
+        let (stop, url, http) = (stop.clone(), exp.url("/metrics"), shared.clone());
         clients.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let _ = client()
+                let _ = http
                     .get(&url)
-                    .header("authorization", basic("prometheus", &format!("guess-{c}-{n}")))
+                    .header(
+                        "authorization",
+                        basic("prometheus", &format!("guess-{c}-{n}")),
+                    )
                     .timeout(Duration::from_secs(30))
                     .send()
                     .await;
@@ -753,7 +838,10 @@ async fn f7_bcrypt_is_serialised_and_unknown_users_cost_the_same() {
     );
     assert!(cores < 1.25, "bcrypt used {cores:.2} cores");
     let ratio = k / u;
-    assert!((0.6..1.6).contains(&ratio), "known {k:.3}s vs unknown {u:.3}s");
+    assert!(
+        (0.6..1.6).contains(&ratio),
+        "known {k:.3}s vs unknown {u:.3}s"
+    );
 }
 
 // ------------------------------------------------------ 8. log flooding
@@ -801,18 +889,31 @@ async fn f8_repeated_failures_are_logged_once() {
          20 refused 12 KB probe targets wrote {probe_bytes} bytes"
     );
     assert_eq!(fetch_lines, 3, "{}", exp.logs());
-    assert!(per_repeat < 10.0, "{per_repeat} log bytes per repeated failure");
-    assert!(probe_bytes < 1024, "{probe_bytes} log bytes for 20 refused probes");
+    assert!(
+        per_repeat < 10.0,
+        "{per_repeat} log bytes per repeated failure"
+    );
+    assert!(
+        probe_bytes < 1024,
+        "{probe_bytes} log bytes for 20 refused probes"
+    );
 }
 
 // ---------------------------------------------------------- 9. SIGHUP
 
 #[tokio::test]
 async fn f9_sighup_reloads_and_does_not_kill() {
-    let pool = CannedPool::start(status_json("e:443", &[connection("1", 0)]), NATIVE_OK.into());
+    let pool = CannedPool::start(
+        status_json("e:443", &[connection("1", 0)]),
+        NATIVE_OK.into(),
+    );
     let d = dir("f9");
     let token = write(&d, "token", "token-aaaa\n");
-    let web = write(&d, "web.yml", &format!("basic_auth_users:\n  prometheus: '{HASH4}'\n"));
+    let web = write(
+        &d,
+        "web.yml",
+        &format!("basic_auth_users:\n  prometheus: '{HASH4}'\n"),
+    );
     let mut exp = exporter_with_env(
         &pool.url(),
         &["--pool.auth-token-file", &token, "--web.config.file", &web],
@@ -835,7 +936,10 @@ async fn f9_sighup_reloads_and_does_not_kill() {
     exp.signal(libc::SIGHUP);
     exp.wait_for_log("token file re-read");
     exp.wait_for_log("web config reloaded");
-    assert!(exp.child.try_wait().unwrap().is_none(), "SIGHUP stopped the exporter");
+    assert!(
+        exp.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the exporter"
+    );
     let s = scrape_with(&exp, &[("authorization", &auth)]).await;
     assert_eq!(s.status, 200);
     assert_eq!(reload_gauge(&s.body), 1.0);

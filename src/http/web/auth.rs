@@ -144,7 +144,11 @@ pub fn dummy_hash(users: &BTreeMap<String, String>) -> Option<String> {
         .max()?;
     let mut secret = [0u8; 16];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret).ok()?;
-    bcrypt::hash(base64::engine::general_purpose::STANDARD.encode(secret), cost).ok()
+    bcrypt::hash(
+        base64::engine::general_purpose::STANDARD.encode(secret),
+        cost,
+    )
+    .ok()
 }
 
 fn cache_key(user: &str, hash: &str, password: &str) -> [u8; 32] {
