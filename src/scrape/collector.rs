@@ -314,7 +314,7 @@ impl Collector {
         String::clone(&self.render_shared(collected, format, ""))
     }
 
-    /// [`render`](Self::render) with `trailing` text (families already
+    /// `render` (test-only) with `trailing` text (families already
     /// encoded in `format`) appended before OpenMetrics' `# EOF`, without a
     /// copy of the text: the scrapes that joined one fetch send the same
     /// buffer. Under 64 concurrent scrapes of a 10,000-connection pool that
