@@ -127,6 +127,7 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--collector.max-label-value-length",
     "--log.level",
     "--log.format",
+    "--demo.model",
 ];
 
 /// A flag value that cannot be used; the message names the flag.
