@@ -53,6 +53,7 @@ fn options() -> TranslateOptions<'static> {
         max_connections: usize::MAX,
         fallback_endpoint: None,
         build: &BuildInfo::CURRENT,
+        max_label_value_len: usize::MAX,
     }
 }
 
@@ -84,7 +85,7 @@ fn pipeline(c: &mut Criterion) {
                 let t = translate(black_box(&snap), &counters, &options());
                 let mut encoder = Encoder::new(Format::PrometheusText, 4096);
                 encoder.families(&t.own);
-                encoder.families(t.native.iter().copied());
+                encoder.families(t.native.iter().map(|f| &**f));
                 encoder.finish()
             })
         });

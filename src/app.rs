@@ -37,6 +37,38 @@ pub enum StartError {
     WebConfig(#[from] WebConfigError),
     #[error("invalid --web.telemetry-path: {0}")]
     Route(#[from] RouteError),
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(std::io::Error),
+}
+
+/// SIGHUP reloads the web config (even if its files look unchanged) and
+/// re-reads the token file, as Prometheus components do; it never stops
+/// the process. A reload that fails keeps the last good settings.
+#[cfg(unix)]
+fn reload_on_sighup(
+    web: Option<Arc<WebConfigWatcher>>,
+    token: secure_channel_client::Token,
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the web config and the token file");
+            if let Some(web) = web.clone() {
+                // File reads and, with basic auth, one bcrypt hash.
+                let _ = tokio::task::spawn_blocking(move || web.force_reload()).await;
+            }
+            match token.reload() {
+                Ok(true) => tracing::info!("token file re-read"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    "token file reload failed; keeping the last good token"
+                ),
+            }
+        }
+    });
+    Ok(())
 }
 
 /// What the routes of a running exporter share.
@@ -125,6 +157,10 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         .map(Arc::new);
     let router = routes(&config.telemetry_path, config.api.cors.is_some())?;
     let client = PoolClient::new(&config.pool)?;
+    // Before the port opens, so that no SIGHUP finds the default action
+    // (exit) in place once we are reachable.
+    #[cfg(unix)]
+    reload_on_sighup(web.clone(), config.pool.token.clone()).map_err(StartError::Signal)?;
     let probe = (!config.probe_allowed_targets.is_empty()).then(|| {
         Probe::new(
             config.probe_allowed_targets.clone(),
@@ -132,6 +168,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             config.max_connections,
             config.pool_timeout,
         )
+        .with_limits(config.limits)
     });
     let listener = TcpListener::bind(&config.listen_address)
         .await
@@ -153,7 +190,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             monitor_interval: config.api.monitor_interval,
         },
     );
-    let collector = Collector::new(client, config.max_connections, config.pool_timeout);
+    let collector = Collector::new(client, config.max_connections, config.pool_timeout)
+        .with_limits(config.limits);
     let address = listener
         .local_addr()
         .map(|a| a.to_string())
@@ -187,6 +225,9 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     };
     let options = ServeOptions {
         max_connections: config.web_max_connections,
+        max_requests: config.web_max_requests,
+        header_read_timeout: config.web_read_header_timeout,
+        write_timeout: config.web_write_timeout,
         web,
         stats,
     };

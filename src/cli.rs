@@ -47,7 +47,7 @@ pub struct Args {
     /// name to verify the pool's certificate against instead of the host in --pool.url
     #[argh(option)]
     pub pool_tls_server_name: Option<String>,
-    /// largest pool response body accepted, e.g. 16MiB or 500KB (default 16MiB)
+    /// largest pool response body accepted, e.g. 8MiB or 500KB (default 8MiB)
     #[argh(option)]
     pub pool_max_body_size: Option<String>,
     /// address to listen on, host:port or :port for all interfaces (default :10090)
@@ -62,9 +62,18 @@ pub struct Args {
     /// exporter-toolkit web config file (TLS, client certificates, basic auth); re-read when it changes
     #[argh(option)]
     pub web_config_file: Option<String>,
-    /// most client connections served at once; more wait in the listen queue (default 64)
+    /// most client connections open at once, idle or not; more wait in the listen queue (default 1024)
     #[argh(option)]
     pub web_max_connections: Option<String>,
+    /// most requests answered at once; more wait for a slot (default 64)
+    #[argh(option)]
+    pub web_max_requests: Option<String>,
+    /// time a client has to finish the TLS handshake and send its request headers, and the longest a kept-alive connection may idle (default 5s)
+    #[argh(option)]
+    pub web_read_header_timeout: Option<String>,
+    /// longest writing an answer may make no progress (a client that stopped reading) before the connection is closed (default 10s)
+    #[argh(option)]
+    pub web_write_timeout: Option<String>,
     /// comma-separated scheme://host:port patterns (* wildcards) that /probe?target= may scrape; /probe is off without it
     #[argh(option)]
     pub probe_allowed_targets: Option<String>,
@@ -89,6 +98,12 @@ pub struct Args {
     /// poll the pool's status and health this often in the background, keeping the REST API's snapshot warm and logging each health change once, e.g. 10s (default off)
     #[argh(option)]
     pub monitor_interval: Option<String>,
+    /// most native series read and passed through per scrape; the rest are dropped and counted (default 10000)
+    #[argh(option)]
+    pub collector_max_native_series: Option<String>,
+    /// longest label value exported, in bytes; longer values from the pool are truncated and counted (default 1024)
+    #[argh(option)]
+    pub collector_max_label_value_length: Option<String>,
     /// log level: error, warn, info or debug (default info)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -121,6 +136,9 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--web.scrape-timeout-offset",
     "--web.config.file",
     "--web.max-connections",
+    "--web.max-requests",
+    "--web.read-header-timeout",
+    "--web.write-timeout",
     "--probe.allowed-targets",
     "--collector.max-connections",
     "--api.cache-ttl",
@@ -129,6 +147,8 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--api.rate-limit",
     "--api.rate-limit-burst",
     "--monitor.interval",
+    "--collector.max-native-series",
+    "--collector.max-label-value-length",
     "--log.level",
     "--log.format",
     "--demo.model",
@@ -160,9 +180,14 @@ pub struct Config {
     pub scrape_timeout_offset: Duration,
     pub web_config_file: Option<PathBuf>,
     pub web_max_connections: usize,
+    pub web_max_requests: usize,
+    pub web_read_header_timeout: Duration,
+    pub web_write_timeout: Duration,
     pub probe_allowed_targets: Vec<TargetPattern>,
     pub max_connections: usize,
     pub api: ApiFlags,
+    /// Limits on what the pool's documents may make the exporter hold.
+    pub limits: crate::scrape::Limits,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     /// Run against a built-in simulated pool of this model.
@@ -391,7 +416,10 @@ impl Config {
             max_body_bytes: flag_or(
                 "--pool.max-body-size",
                 &args.pool_max_body_size,
-                16 << 20,
+                // A 10,000-connection status is ~2 MB. Decoding a status
+                // costs ~4 bytes of memory per byte of body, so this also
+                // keeps the exporter under the sidecar's 64 MiB limit.
+                8 << 20,
                 parse_size,
             )?,
             ca_file: args.pool_ca_file.as_ref().map(PathBuf::from),
@@ -419,13 +447,21 @@ impl Config {
             web_max_connections: flag_or(
                 "--web.max-connections",
                 &args.web_max_connections,
-                64,
-                |v| {
-                    v.parse::<usize>()
-                        .ok()
-                        .filter(|n| *n > 0)
-                        .ok_or_else(|| "expected a whole number above 0".into())
-                },
+                1024,
+                positive,
+            )?,
+            web_max_requests: flag_or("--web.max-requests", &args.web_max_requests, 64, positive)?,
+            web_read_header_timeout: flag_or(
+                "--web.read-header-timeout",
+                &args.web_read_header_timeout,
+                crate::http::listener::HEADER_READ_TIMEOUT,
+                positive_duration,
+            )?,
+            web_write_timeout: flag_or(
+                "--web.write-timeout",
+                &args.web_write_timeout,
+                crate::http::listener::WRITE_TIMEOUT,
+                positive_duration,
             )?,
             probe_allowed_targets: flag_or(
                 "--probe.allowed-targets",
@@ -448,6 +484,28 @@ impl Config {
                 },
             )?,
             api: ApiFlags::from_args(&args)?,
+            limits: crate::scrape::Limits {
+                max_native_series: flag_or(
+                    "--collector.max-native-series",
+                    &args.collector_max_native_series,
+                    crate::scrape::Limits::DEFAULT.max_native_series,
+                    |v| {
+                        v.parse::<usize>()
+                            .map_err(|_| "expected a whole number".into())
+                    },
+                )?,
+                max_label_value_len: flag_or(
+                    "--collector.max-label-value-length",
+                    &args.collector_max_label_value_length,
+                    crate::scrape::Limits::DEFAULT.max_label_value_len,
+                    |v| {
+                        v.parse::<usize>()
+                            .ok()
+                            .filter(|n| *n >= 16)
+                            .ok_or_else(|| "expected a whole number of at least 16".into())
+                    },
+                )?,
+            },
             log_level: flag_or("--log.level", &args.log_level, LogLevel::Info, str::parse)?,
             log_format: flag_or(
                 "--log.format",
@@ -458,6 +516,23 @@ impl Config {
             demo: demo_model(&args.demo_model, args.demo)?,
         })
     }
+}
+
+fn positive(v: &str) -> Result<usize, String> {
+    v.parse::<usize>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| "expected a whole number above 0".into())
+}
+
+fn positive_duration(v: &str) -> Result<Duration, String> {
+    parse_duration(v).and_then(|d| {
+        if d.is_zero() {
+            Err("must be greater than zero".into())
+        } else {
+            Ok(d)
+        }
+    })
 }
 
 /// `value` parsed, or `default` when the flag is absent; a bad value is an
@@ -630,7 +705,7 @@ mod tests {
         assert_eq!(c.pool.base_url.as_str(), "http://127.0.0.1:9090/");
         assert_eq!(c.listen_address, "0.0.0.0:10090");
         assert_eq!(c.pool_timeout, Duration::from_secs(5));
-        assert_eq!(c.pool.max_body_bytes, 16 << 20);
+        assert_eq!(c.pool.max_body_bytes, 8 << 20);
         assert_eq!(c.telemetry_path, "/metrics");
         assert_eq!(c.max_connections, 1000);
         assert_eq!(c.api.cache_ttl, Duration::from_secs(2));

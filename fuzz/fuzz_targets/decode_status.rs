@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         max_connections: 16,
         fallback_endpoint: None,
         build: &BuildInfo::CURRENT,
+        max_label_value_len: 1024,
     };
     let translation = translate(&snapshot, &SourceCounters::default(), &options);
     let text = encode(&translation.own, Format::PrometheusText);

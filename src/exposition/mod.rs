@@ -11,7 +11,7 @@ pub mod parse;
 
 pub use encode::{encode, Format};
 pub use negotiate::negotiate;
-pub use parse::{parse, ParsedExposition};
+pub use parse::{parse, parse_limited, ParseLimits, ParsedExposition};
 
 /// The type of a metric family, as declared by a `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,6 +18,43 @@ pub struct ParsedExposition {
     pub skipped_lines: usize,
     /// Families dropped because their samples are structurally invalid.
     pub invalid_families: usize,
+    /// Samples (and families) not kept because [`ParseLimits::max_samples`]
+    /// was reached.
+    pub over_limit: usize,
+    /// Label values and HELP texts cut to [`ParseLimits::max_value_len`].
+    pub truncated_values: usize,
+}
+
+/// What one parse may keep, so that memory follows the limits and not the
+/// size of the text (a 16 MiB exposition of short lines is ~580,000
+/// samples, each a few hundred bytes once parsed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParseLimits {
+    /// Samples kept; families without a sample count against it too.
+    pub max_samples: usize,
+    /// Bytes kept of a label value or HELP text (cut at a character
+    /// boundary).
+    pub max_value_len: usize,
+}
+
+impl ParseLimits {
+    pub const NONE: ParseLimits = ParseLimits {
+        max_samples: usize::MAX,
+        max_value_len: usize::MAX,
+    };
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary; whether it cut.
+pub fn truncate_at_char(s: &mut String, max: usize) -> bool {
+    if s.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    true
 }
 
 impl ParsedExposition {
@@ -27,7 +64,21 @@ impl ParsedExposition {
 }
 
 pub fn parse(text: &str) -> ParsedExposition {
-    let mut parser = Parser::default();
+    parse_limited(text, ParseLimits::NONE)
+}
+
+/// [`parse`] keeping no more than `limits` allow; what is left out is
+/// counted in [`ParsedExposition::over_limit`] and
+/// [`ParsedExposition::truncated_values`].
+pub fn parse_limited(text: &str, limits: ParseLimits) -> ParsedExposition {
+    let mut parser = Parser {
+        limits,
+        out: ParsedExposition::default(),
+        index: HashMap::new(),
+        typed: Vec::new(),
+        current: None,
+        kept: 0,
+    };
     for line in text.split('\n') {
         // A CRLF line keeps its '\r' here: sample and TYPE lines tolerate it
         // as trailing whitespace, and HELP text may legitimately hold one.
@@ -47,8 +98,10 @@ pub fn parse(text: &str) -> ParsedExposition {
     parser.finish()
 }
 
-#[derive(Default)]
 struct Parser {
+    limits: ParseLimits,
+    /// Samples and sample-less families kept so far.
+    kept: usize,
     out: ParsedExposition,
     index: HashMap<String, usize>,
     /// Families whose TYPE line has been seen (a second one is an error).
@@ -57,17 +110,28 @@ struct Parser {
 }
 
 impl Parser {
-    fn family_index(&mut self, name: &str) -> usize {
+    fn full(&self) -> bool {
+        self.kept >= self.limits.max_samples
+    }
+
+    /// The family called `name`, created if there is room.
+    fn family_index(&mut self, name: &str) -> Option<usize> {
         if let Some(&i) = self.index.get(name) {
-            return i;
+            return Some(i);
         }
+        if self.full() {
+            return None;
+        }
+        // A family counts against the limit until it has a sample, so that
+        // metadata lines alone cannot grow memory without bound either.
+        self.kept += 1;
         let i = self.out.families.len();
         self.out
             .families
             .push(MetricFamily::new(name, String::new(), MetricType::Untyped));
         self.typed.push(false);
         self.index.insert(name.to_owned(), i);
-        i
+        Some(i)
     }
 
     fn comment(&mut self, rest: &str) -> bool {
@@ -79,8 +143,15 @@ impl Parser {
                 if !is_valid_metric_name(name) {
                     return false;
                 }
-                let i = self.family_index(name);
-                self.out.families[i].help = unescape_help(help);
+                let Some(i) = self.family_index(name) else {
+                    self.out.over_limit += 1;
+                    return true;
+                };
+                let mut help = unescape_help(help);
+                if truncate_at_char(&mut help, self.limits.max_value_len) {
+                    self.out.truncated_values += 1;
+                }
+                self.out.families[i].help = help;
                 self.current = Some(i);
                 true
             }
@@ -93,7 +164,10 @@ impl Parser {
                 if !is_valid_metric_name(name) || !trailing.trim().is_empty() {
                     return false;
                 }
-                let i = self.family_index(name);
+                let Some(i) = self.family_index(name) else {
+                    self.out.over_limit += 1;
+                    return true;
+                };
                 if self.typed[i] || !self.out.families[i].samples.is_empty() {
                     return false;
                 }
@@ -108,10 +182,37 @@ impl Parser {
     }
 
     fn sample_line(&mut self, line: &str) -> bool {
-        let Some(sample) = parse_sample(line) else {
+        // Past the limit a line costs a count only (it is not even parsed),
+        // unless it is the first sample of the family just declared, which
+        // already holds its slot.
+        let declared_empty = self
+            .current
+            .is_some_and(|i| self.out.families[i].samples.is_empty());
+        if self.full() && !declared_empty {
+            self.out.over_limit += 1;
+            return true;
+        }
+        let Some(mut sample) = parse_sample(line) else {
             return false;
         };
-        let i = self.family_for_sample(&sample.name);
+        for (_, value) in &mut sample.labels {
+            if truncate_at_char(value, self.limits.max_value_len) {
+                self.out.truncated_values += 1;
+            }
+        }
+        let Some(i) = self.family_for_sample(&sample.name) else {
+            self.out.over_limit += 1;
+            return true;
+        };
+        // The family's own slot (taken while it had no sample) becomes
+        // this sample's.
+        if !self.out.families[i].samples.is_empty() {
+            if self.full() {
+                self.out.over_limit += 1;
+                return true;
+            }
+            self.kept += 1;
+        }
         self.out.families[i].samples.push(sample);
         self.current = Some(i);
         true
@@ -120,10 +221,10 @@ impl Parser {
     /// Finds the family a sample belongs to, as Prometheus does: the current
     /// family when the name fits its type, else a declared family it fits,
     /// else a new untyped family of its own.
-    fn family_for_sample(&mut self, sample_name: &str) -> usize {
+    fn family_for_sample(&mut self, sample_name: &str) -> Option<usize> {
         if let Some(i) = self.current {
             if belongs_to(&self.out.families[i], sample_name) {
-                return i;
+                return Some(i);
             }
         }
         let candidates = std::iter::once(sample_name).chain(
@@ -134,7 +235,7 @@ impl Parser {
         for base in candidates {
             if let Some(&i) = self.index.get(base) {
                 if belongs_to(&self.out.families[i], sample_name) {
-                    return i;
+                    return Some(i);
                 }
             }
         }
@@ -316,6 +417,35 @@ fn parse_value(s: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn limits_bound_what_is_kept() {
+        let mut text = String::new();
+        for i in 0..1000 {
+            text.push_str(&format!(
+                "# HELP f{i} {}\n# TYPE f{i} gauge\nf{i}{{v=\"{}\"}} 1\n",
+                "h".repeat(100),
+                "x".repeat(100)
+            ));
+        }
+        let limits = ParseLimits {
+            max_samples: 10,
+            max_value_len: 16,
+        };
+        let p = parse_limited(&text, limits);
+        assert_eq!(p.sample_count(), 10);
+        assert_eq!(p.families.len(), 10);
+        assert!(p.families.iter().all(|f| f.help.len() == 16));
+        assert!(p.families[0].samples[0].labels[0].1.len() == 16);
+        assert_eq!(p.truncated_values, 20);
+        // 990 families: HELP, TYPE and sample each counted.
+        assert_eq!(p.over_limit, 990 * 3);
+        assert_eq!(p.skipped_lines, 0);
+        // Metadata alone cannot grow it either.
+        let meta: String = (0..1000).map(|i| format!("# TYPE m{i} gauge\n")).collect();
+        assert_eq!(parse_limited(&meta, limits).families.len(), 10);
+    }
+
     use super::*;
 
     fn label<'a>(s: &'a Sample, name: &str) -> Option<&'a str> {

@@ -14,12 +14,15 @@ use hyper::header::{
 use hyper::{Method, Request, Response, StatusCode};
 
 use super::router::{Route, Router};
+use super::web::auth::Verdict;
 use super::web::{BasicAuth, WebConfigWatcher, WebSettings};
 use super::{json_error, text, Body, WebStats};
 
 pub struct Gate {
     web: Option<Arc<WebConfigWatcher>>,
     auth: Arc<BasicAuth>,
+    /// One permit: the bcrypt in progress.
+    bcrypt_turn: tokio::sync::Semaphore,
     stats: Arc<WebStats>,
 }
 
@@ -28,6 +31,7 @@ impl Gate {
         Self {
             web,
             auth: Arc::default(),
+            bcrypt_turn: tokio::sync::Semaphore::new(1),
             stats,
         }
     }
@@ -130,13 +134,23 @@ impl Gate {
     }
 
     async fn authorized(&self, req: &Request<Incoming>, settings: Arc<WebSettings>) -> bool {
-        let header = req
-            .headers()
-            .get(AUTHORIZATION)
-            .map(|v| v.as_bytes().to_vec());
+        let header = req.headers().get(AUTHORIZATION).map(|v| v.as_bytes());
+        let pending =
+            match self
+                .auth
+                .precheck(&settings.users, settings.dummy_hash.as_deref(), header)
+            {
+                Verdict::Decided(ok) => return ok,
+                Verdict::Bcrypt(pending) => pending,
+            };
+        // One bcrypt at a time: waiting here costs a task, not a blocking
+        // thread, however many clients send wrong passwords.
+        let Ok(_turn) = self.bcrypt_turn.acquire().await else {
+            return false;
+        };
         let auth = self.auth.clone();
         // bcrypt is deliberately slow: keep it off the async workers.
-        tokio::task::spawn_blocking(move || auth.check(&settings.users, header.as_deref()))
+        tokio::task::spawn_blocking(move || auth.verify(pending))
             .await
             .unwrap_or(false)
     }

@@ -1,26 +1,49 @@
 //! The route-free listener both the exporter and the simulator run on: a
-//! hyper 1 accept loop with TLS from the web config, a bound on connections
-//! served at once, a header-read timeout and graceful shutdown. What a
-//! request means is the handler's business.
+//! hyper 1 accept loop with TLS from the web config, a bound on open
+//! connections, a bound on requests answered at once, a header-read (and
+//! keep-alive idle) timeout, a write-stall timeout and graceful shutdown.
+//! What a request means is the handler's business.
+//!
+//! Why requests and not sockets are the scarce slot: a socket that sends
+//! nothing, drips its headers, stops halfway through a TLS handshake or
+//! never reads its answer costs a file descriptor and a few KiB, but when
+//! it also held one of a few dozen serving slots, 64 such sockets reopened
+//! as they dropped made every scrape wait ~9.5 s (issue 11). Now those
+//! sockets only count against a much larger connection cap, are closed by
+//! the header or write timeout, and a request takes a slot only while its
+//! handler runs.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::web::WebConfigWatcher;
 use super::{Body, WebStats};
 
-/// Time a client gets to send its request headers (and finish a TLS
-/// handshake).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a client gets to finish a TLS handshake and send its
+/// request headers, and the longest a kept-alive connection may sit idle
+/// between requests. Prometheus sends its headers at once; a few seconds
+/// is generous and frees a stalled socket well within a scrape interval.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default longest a response write may make no progress (a client that
+/// stopped reading) before the connection is closed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) read. A scrape's is
+/// well under 1 KiB; hyper's default (~400 KiB) would let each of a
+/// thousand slow clients pin that much memory.
+pub const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Time in-flight requests get to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -31,8 +54,14 @@ pub struct PeerAddr(pub SocketAddr);
 
 /// Limits and TLS of a listener.
 pub struct ServeOptions {
-    /// Connections served at once; further ones wait in the listen queue.
+    /// Client connections open at once, whatever they are doing; further
+    /// ones wait in the listen queue.
     pub max_connections: usize,
+    /// Requests whose handler runs at once; further requests wait for a
+    /// slot.
+    pub max_requests: usize,
+    pub header_read_timeout: Duration,
+    pub write_timeout: Duration,
     /// TLS comes from the web config, re-checked at each new connection.
     pub web: Option<Arc<WebConfigWatcher>>,
     pub stats: Arc<WebStats>,
@@ -42,6 +71,9 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             max_connections: 1024,
+            max_requests: 64,
+            header_read_timeout: HEADER_READ_TIMEOUT,
+            write_timeout: WRITE_TIMEOUT,
             web: None,
             stats: Arc::default(),
         }
@@ -58,8 +90,9 @@ where
     serve_with(listener, handler, shutdown, ServeOptions::default()).await;
 }
 
-/// A hyper 1 accept loop: HTTP/1.1 with a header-read timeout, bounded
-/// concurrent connections, and TLS when the web config asks for it. When
+/// A hyper 1 accept loop: HTTP/1.1 with header-read and write-stall
+/// timeouts, bounded open connections and requests in flight, and TLS when
+/// the web config asks for it. When
 /// `shutdown` resolves it stops accepting and gives in-flight requests
 /// [`SHUTDOWN_GRACE`] to finish. A handler error closes that connection
 /// without an answer (the simulator's "down" fault uses it).
@@ -75,6 +108,23 @@ pub async fn serve_with<H, Fut, E>(
 {
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
+    let requests = Arc::new(Semaphore::new(options.max_requests.max(1)));
+    // An eighth of the request slots (8 by default): room for several
+    // scrapers on a bad link, not for a crowd of clients that never read.
+    let long_stalls = Arc::new(Semaphore::new((options.max_requests / 8).max(1)));
+    let handler = move |req: Request<Incoming>| {
+        let (requests, handler) = (requests.clone(), handler.clone());
+        async move {
+            // Held while the handler runs, not while the answer is written:
+            // a client that never reads is the write timeout's business.
+            let _slot = requests.acquire_owned().await;
+            handler(req).await
+        }
+    };
+    let timeouts = Timeouts {
+        header_read: options.header_read_timeout,
+        write: options.write_timeout,
+    };
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -89,7 +139,11 @@ pub async fn serve_with<H, Fut, E>(
                 Ok(pair) => pair,
                 Err(e) => {
                     // Typically EMFILE: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
+                    if let Some(repeats) =
+                        crate::logging::throttle().admit(&format!("accept failed {:?}", e.kind()))
+                    {
+                        tracing::warn!(error = %e, "accept failed{repeats}");
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -101,16 +155,21 @@ pub async fn serve_with<H, Fut, E>(
         let handler = handler.clone();
         let watcher = graceful.watcher();
         let stats = options.stats.clone();
+        let long_stalls = long_stalls.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            // Below TLS, so a stalled TCP send is seen whatever the record
+            // layer buffers.
+            let stream = StallTimeout::new(stream, timeouts.write, long_stalls);
             let Some(tls) = tls else {
-                serve_connection(TokioIo::new(stream), peer, handler, watcher).await;
+                serve_connection(TokioIo::new(stream), peer, handler, watcher, timeouts).await;
                 return;
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-            match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)).await {
+            match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    serve_connection(TokioIo::new(tls_stream), peer, handler, watcher).await;
+                    serve_connection(TokioIo::new(tls_stream), peer, handler, watcher, timeouts)
+                        .await;
                 }
                 Ok(Err(e)) => {
                     stats.tls_handshake_failures.inc();
@@ -133,8 +192,19 @@ pub async fn serve_with<H, Fut, E>(
     }
 }
 
-async fn serve_connection<I, H, Fut, E>(io: I, peer: SocketAddr, handler: H, watcher: Watcher)
-where
+#[derive(Clone, Copy)]
+struct Timeouts {
+    header_read: Duration,
+    write: Duration,
+}
+
+async fn serve_connection<I, H, Fut, E>(
+    io: I,
+    peer: SocketAddr,
+    handler: H,
+    watcher: Watcher,
+    timeouts: Timeouts,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, E>> + Send + 'static,
@@ -142,7 +212,10 @@ where
 {
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // hyper restarts this timer after each answer, so it also closes
+        // kept-alive connections idle for longer.
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(MAX_REQUEST_HEAD)
         .serve_connection(
             io,
             hyper::service::service_fn(move |mut req: Request<Incoming>| {
@@ -152,6 +225,153 @@ where
         );
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// How long a write may stall before it needs one of the few long-stall
+/// slots. A client reading its answer, even across a slow link, drains
+/// the socket buffer well within this.
+pub const STALL_GRACE: Duration = Duration::from_secs(1);
+
+/// A stream whose writes fail with `TimedOut` once they have made no
+/// progress for `limit`: a client that stops reading its answer is
+/// disconnected instead of holding the socket and the answer's memory for
+/// as long as it likes. A write stalled past [`STALL_GRACE`] must also take
+/// one of a few slots shared by the listener, and fails at once when none
+/// is free: without them, each of up to `--web.max-connections` non-readers
+/// would pin a whole answer (4 MB for a 10,000-connection pool) for the
+/// full timeout. Reads pass through (hyper's header timeout covers them;
+/// request bodies are refused).
+pub struct StallTimeout<S> {
+    inner: S,
+    limit: Duration,
+    long_stalls: Arc<Semaphore>,
+    /// When the current stall began.
+    since: Option<tokio::time::Instant>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<S> StallTimeout<S> {
+    pub fn new(inner: S, limit: Duration, long_stalls: Arc<Semaphore>) -> Self {
+        Self {
+            inner,
+            limit,
+            long_stalls,
+            since: None,
+            timer: None,
+            slot: None,
+        }
+    }
+
+    /// The write made progress: the stall, if any, is over.
+    fn progressed(&mut self) {
+        self.since = None;
+        self.timer = None;
+        self.slot = None;
+    }
+
+    /// `Pending` from the inner stream: starts the stall clock if it is not
+    /// running, takes a long-stall slot past the grace period, and turns
+    /// `Pending` into an error once the limit has passed or no slot is free.
+    fn on_pending<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let now = tokio::time::Instant::now();
+        let since = *self.since.get_or_insert(now);
+        let stalled = now - since;
+        if stalled >= self.limit {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client stopped reading its answer",
+            )));
+        }
+        if stalled >= STALL_GRACE && self.slot.is_none() {
+            match self.long_stalls.clone().try_acquire_owned() {
+                Ok(slot) => self.slot = Some(slot),
+                Err(_) => {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "too many clients are not reading their answers",
+                    )))
+                }
+            }
+        }
+        let next = if self.slot.is_none() && STALL_GRACE < self.limit {
+            since + STALL_GRACE
+        } else {
+            since + self.limit
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(next)));
+        if timer.deadline() != next {
+            timer.as_mut().reset(next);
+        }
+        match timer.as_mut().poll(cx) {
+            // A deadline passed: decide again (at most twice in a row).
+            Poll::Ready(()) => self.on_pending(cx),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for StallTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => self.on_pending(cx),
+            ready => {
+                self.progressed();
+                ready
+            }
+        }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Pending => self.on_pending(cx),
+            ready => {
+                self.progressed();
+                ready
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.on_pending(cx),
+            ready => {
+                self.progressed();
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_shutdown(cx) {
+            Poll::Pending => self.on_pending(cx),
+            ready => ready,
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use secure_channel_client::{Document, ErrorKind, Token};
 use tokio::time::Instant;
 
 use super::{Health, PoolStatus};
-use crate::exposition::{self, ParsedExposition};
+use crate::exposition::{self, ParseLimits, ParsedExposition};
 use crate::redact::redact_url;
 
 /// A failed fetch: what the client crate reports, with the document's URL
@@ -163,12 +163,17 @@ impl PoolClient {
         self.inner.health_until(deadline).await
     }
 
-    /// The native exposition. A body with content but no readable sample
-    /// (an HTML error page, garbage) is a decode failure.
-    pub async fn metrics(&self, deadline: Instant) -> Result<ParsedExposition, FetchError> {
+    /// The native exposition, parsed within `limits`. A body with content
+    /// but no readable sample (an HTML error page, garbage) is a decode
+    /// failure.
+    pub async fn metrics(
+        &self,
+        deadline: Instant,
+        limits: ParseLimits,
+    ) -> Result<ParsedExposition, FetchError> {
         let fetched = self.inner.fetch(Document::Metrics, deadline).await?;
         let text = String::from_utf8_lossy(fetched.body());
-        let parsed = exposition::parse(&text);
+        let parsed = exposition::parse_limited(&text, limits);
         if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
             return Err(FetchError::Decode {
                 url: fetched.url().to_owned(),

@@ -82,6 +82,12 @@ families! {
         "Native metric families not passed through in this scrape, by reason.";
     EXPORTER_NATIVE_LINES_SKIPPED = "secure_channel_exporter_native_lines_skipped", Gauge,
         "Lines of the pool's native exposition that could not be read in this scrape.";
+    EXPORTER_NATIVE_SERIES_DROPPED = "secure_channel_exporter_native_series_dropped", Gauge,
+        "Native series not passed through in this scrape (their family kept), by reason.";
+    EXPORTER_DUPLICATE_CONNECTIONS = "secure_channel_exporter_duplicate_connections", Gauge,
+        "Listed connections left out of this scrape because another listed connection has the same id (the worst of them is kept).";
+    EXPORTER_LABEL_VALUES_TRUNCATED = "secure_channel_exporter_label_values_truncated", Gauge,
+        "Label values and HELP texts from the pool cut to --collector.max-label-value-length in this scrape.";
     EXPORTER_BUILD_INFO = "secure_channel_exporter_build_info", Gauge,
         "Build of the exporter; the value is always 1.";
     EXPORTER_WEB_AUTH_FAILURES_TOTAL = "secure_channel_exporter_web_auth_failures_total", Counter,

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exposition::Format;
+use crate::exposition::{Format, ParseLimits};
 use crate::pool::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::scrape::derived::PoolHistory;
@@ -27,6 +27,7 @@ use crate::scrape::self_metrics::SourceMetrics;
 use crate::scrape::translate::{
     encode_scrape, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
+use crate::scrape::Limits;
 
 /// How long a status fetch vouches for readiness before `/ready` asks again.
 pub const READINESS_CACHE: Duration = Duration::from_secs(5);
@@ -34,6 +35,7 @@ pub const READINESS_CACHE: Duration = Duration::from_secs(5);
 pub struct Collector {
     client: PoolClient,
     max_connections: usize,
+    limits: Limits,
     pool_timeout: Duration,
     counters: Mutex<SourceCounters>,
     sources: SourceMetrics,
@@ -139,6 +141,7 @@ impl Collector {
         Self {
             client,
             max_connections,
+            limits: Limits::DEFAULT,
             pool_timeout,
             counters: Mutex::new(SourceCounters::default()),
             sources: SourceMetrics::default(),
@@ -148,6 +151,13 @@ impl Collector {
             in_flight: Mutex::new(None),
             next_flight: AtomicU64::new(0),
         }
+    }
+
+    /// The same collector with other bounds on what a pool may make it
+    /// hold.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     pub fn pool_url(&self) -> &str {
@@ -224,7 +234,13 @@ impl Collector {
         let (status, health, metrics) = tokio::join!(
             timed(self.client.status(deadline)),
             timed(self.client.health(deadline)),
-            timed(self.client.metrics(deadline)),
+            timed(self.client.metrics(
+                deadline,
+                ParseLimits {
+                    max_samples: self.limits.max_native_series,
+                    max_value_len: self.limits.max_label_value_len,
+                }
+            )),
         );
         let snapshot = Snapshot {
             status: self.record(Document::Status, status),
@@ -257,13 +273,20 @@ impl Collector {
         self.sources
             .record(doc, result.as_ref().err().map(FailureReason::of));
         if let Err(e) = &result {
-            tracing::warn!(
-                source = doc.as_str(),
-                reason = FailureReason::of(e).as_str(),
-                url = self.client.display_url(doc),
-                error = %e,
-                "pool fetch failed"
-            );
+            let reason = FailureReason::of(e).as_str();
+            let url = self.client.display_url(doc);
+            // A pool that fails every scrape would otherwise write three
+            // such lines per scrape.
+            let key = format!("pool fetch failed {} {reason} {url}", doc.as_str());
+            if let Some(repeats) = crate::logging::throttle().admit(&key) {
+                tracing::warn!(
+                    source = doc.as_str(),
+                    reason,
+                    url = %crate::logging::truncated(url),
+                    error = %crate::logging::truncated(&e.to_string()),
+                    "pool fetch failed{repeats}"
+                );
+            }
         }
         if doc == Document::Status {
             self.note_status(result.as_ref().err().map(ToString::to_string));
@@ -291,7 +314,7 @@ impl Collector {
         String::clone(&self.render_shared(collected, format, ""))
     }
 
-    /// [`render`](Self::render) with `trailing` text (families already
+    /// `render` (test-only) with `trailing` text (families already
     /// encoded in `format`) appended before OpenMetrics' `# EOF`, without a
     /// copy of the text: the scrapes that joined one fetch send the same
     /// buffer. Under 64 concurrent scrapes of a 10,000-connection pool that
@@ -331,6 +354,7 @@ impl Collector {
             max_connections: self.max_connections,
             fallback_endpoint: fallback,
             build: &BuildInfo::CURRENT,
+            max_label_value_len: self.limits.max_label_value_len,
         };
         let mut body = encode_scrape(
             snapshot,

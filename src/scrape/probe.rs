@@ -11,6 +11,7 @@ use reqwest::Url;
 
 use crate::pool::PoolClient;
 use crate::scrape::collector::Collector;
+use crate::scrape::Limits;
 
 /// Most per-target collectors kept (each holds its own counters).
 const MAX_TARGETS: usize = 256;
@@ -25,8 +26,27 @@ pub enum ProbeError {
     NotAllowed(String),
 }
 
-/// One allowed-target pattern: `scheme://host:port`, where `*` in the host
-/// or port matches any run of characters within that part.
+/// Longest piece of a client-supplied target repeated in logs and answers:
+/// a refused target of 60 KB must not cost 60 KB of log per request.
+pub const MAX_TARGET_SHOWN: usize = 128;
+
+/// `target` cut to [`MAX_TARGET_SHOWN`] bytes, with a note of the length.
+pub fn shown(target: &str) -> String {
+    if target.len() <= MAX_TARGET_SHOWN {
+        return target.to_owned();
+    }
+    let mut end = MAX_TARGET_SHOWN;
+    while !target.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…({} bytes)", &target[..end], target.len())
+}
+
+/// One allowed-target pattern: `scheme://host:port`, where `*` matches
+/// any run of characters within one label of the host (between dots) or
+/// within the port. So `http://10.0.0.*:9090` admits `10.0.0.7` but not
+/// `10.0.0.1.attacker.example`, and `*.pools.internal` admits
+/// `a.pools.internal` but not `a.b.pools.internal`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TargetPattern {
     scheme: String,
@@ -55,6 +75,7 @@ impl std::str::FromStr for TargetPattern {
         if host.is_empty() || port.is_empty() {
             return Err(format!("{s:?}: expected scheme://host:port"));
         }
+        check_glob_host(s, host)?;
         if port != "*" && port.parse::<u16>().is_err() {
             return Err(format!("{s:?}: port must be a number or *"));
         }
@@ -72,6 +93,50 @@ fn default_port(scheme: &str) -> u16 {
     } else {
         80
     }
+}
+
+/// Refuses host patterns that are not host names, addresses and `*`: a
+/// pattern written as a regular expression (`10\.0\..*`, `(a|b).pool`,
+/// `pool-[0-9]+`) would otherwise be read as a glob meaning something else.
+fn check_glob_host(whole: &str, host: &str) -> Result<(), String> {
+    const REGEX_LIKE: &[char] = &['\\', '^', '$', '(', ')', '|', '+', '?', '{', '}'];
+    let bracketed = host.starts_with('[') && host.ends_with(']');
+    let inner = if bracketed {
+        &host[1..host.len() - 1]
+    } else {
+        host
+    };
+    let bad = inner.chars().find(|&c| {
+        !(c.is_ascii_alphanumeric()
+            || matches!(c, '.' | '-' | '_' | '*')
+            || (bracketed && c == ':'))
+    });
+    let looks_like_regex =
+        inner.contains(REGEX_LIKE) || inner.contains(['[', ']']) || inner.contains("**");
+    match bad {
+        Some(c) if looks_like_regex || REGEX_LIKE.contains(&c) => Err(format!(
+            "{whole:?}: looks like a regular expression ({c:?}); patterns are globs: \
+             * matches within one host label or the port, e.g. http://10.0.0.*:9090 or https://*.pools.internal:*"
+        )),
+        Some(c) => Err(format!("{whole:?}: {c:?} cannot appear in a host name")),
+        None if looks_like_regex => Err(format!(
+            "{whole:?}: looks like a regular expression; patterns are globs: \
+             * matches within one host label or the port"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Matches a host pattern label by label: as many labels as the pattern,
+/// each matched by [`glob`] (a `*` never crosses a dot).
+fn glob_host(pattern: &str, host: &str) -> bool {
+    let pattern_labels: Vec<&str> = pattern.split('.').collect();
+    let host_labels: Vec<&str> = host.split('.').collect();
+    pattern_labels.len() == host_labels.len()
+        && pattern_labels
+            .iter()
+            .zip(&host_labels)
+            .all(|(p, h)| glob(p, h))
 }
 
 /// `*` matches any (possibly empty) run of characters.
@@ -98,14 +163,14 @@ impl TargetPattern {
     fn matches(&self, url: &Url) -> bool {
         let host = url.host_str().unwrap_or("").to_ascii_lowercase();
         let port = url.port_or_known_default().unwrap_or(0).to_string();
-        self.scheme == url.scheme() && glob(&self.host, &host) && glob(&self.port, &port)
+        self.scheme == url.scheme() && glob_host(&self.host, &host) && glob(&self.port, &port)
     }
 }
 
 /// Parses `target=` into a pool base URL: `host:port` means http; no user
 /// info, path, query or fragment.
 pub fn parse_target(target: &str) -> Result<Url, ProbeError> {
-    let invalid = |why: &str| ProbeError::InvalidTarget(target.to_owned(), why.to_owned());
+    let invalid = |why: &str| ProbeError::InvalidTarget(shown(target), shown(why));
     let with_scheme = if target.contains("://") {
         target.to_owned()
     } else {
@@ -131,6 +196,7 @@ pub struct Probe {
     template: PoolClient,
     max_connections: usize,
     pool_timeout: Duration,
+    limits: Limits,
     collectors: Mutex<HashMap<String, Arc<Collector>>>,
 }
 
@@ -146,8 +212,15 @@ impl Probe {
             template,
             max_connections,
             pool_timeout,
+            limits: Limits::DEFAULT,
             collectors: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Bounds on what a probed pool may make the exporter hold.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The collector for an allowed target; its counters live across probes.
@@ -157,7 +230,7 @@ impl Probe {
             .ok_or(ProbeError::MissingTarget)?;
         let url = parse_target(target)?;
         if !self.allowed.iter().any(|p| p.matches(&url)) {
-            return Err(ProbeError::NotAllowed(url.to_string()));
+            return Err(ProbeError::NotAllowed(shown(url.as_str())));
         }
         let key = url.to_string();
         let mut collectors = self.collectors.lock().unwrap_or_else(|e| e.into_inner());
@@ -171,11 +244,10 @@ impl Probe {
             .template
             .for_base_url(&url)
             .map_err(|e| ProbeError::InvalidTarget(key.clone(), e.to_string()))?;
-        let collector = Arc::new(Collector::new(
-            client,
-            self.max_connections,
-            self.pool_timeout,
-        ));
+        let collector = Arc::new(
+            Collector::new(client, self.max_connections, self.pool_timeout)
+                .with_limits(self.limits),
+        );
         collectors.insert(key, collector.clone());
         Ok(collector)
     }
@@ -214,6 +286,66 @@ mod tests {
             "http://pool:9090",
             "http://pool:90901".replace("90901", "9091").as_str()
         ));
+    }
+
+    #[test]
+    fn a_star_stays_within_one_host_label() {
+        assert!(allowed("http://127.0.0.*:9090", "127.0.0.1:9090"));
+        assert!(!allowed(
+            "http://127.0.0.*:9090",
+            "127.0.0.1.attacker.example:9090"
+        ));
+        assert!(!allowed(
+            "https://*.pools.internal:*",
+            "https://a.b.pools.internal:9443"
+        ));
+        assert!(allowed("http://pool-*:*", "http://pool-7:1"));
+        assert!(!allowed("http://pool-*:*", "http://pool-7.evil:1"));
+    }
+
+    #[test]
+    fn regex_looking_patterns_are_refused_with_a_clear_message() {
+        for s in [
+            r"http://10\.0\.0\.\d+:9090",
+            "http://(a|b).pools:1",
+            "http://pool-[0-9]+:1",
+            "http://^pool$:1",
+            "http://pool**:1",
+        ] {
+            let e = s.parse::<TargetPattern>().unwrap_err();
+            assert!(e.contains("regular expression"), "{s}: {e}");
+        }
+        assert!("http://[::1]:9090".parse::<TargetPattern>().is_ok());
+        assert!("http://10.0.*.*:*".parse::<TargetPattern>().is_ok());
+    }
+
+    #[test]
+    fn long_targets_are_cut_in_errors() {
+        let long = format!("http://{}:1", "a".repeat(60_000));
+        let Err(e) = Probe::new(
+            vec![p("http://x:1")],
+            dummy_client(),
+            10,
+            Duration::from_secs(1),
+        )
+        .collector_for(Some(&long)) else {
+            panic!("a 60 KB target was admitted");
+        };
+        assert!(e.to_string().len() < 400, "{}", e.to_string().len());
+    }
+
+    fn dummy_client() -> PoolClient {
+        let config = crate::pool::PoolClientConfig {
+            base_url: "http://127.0.0.1:1/".parse().unwrap(),
+            token: secure_channel_client::Token::none(),
+            connect_timeout: Duration::from_secs(1),
+            max_body_bytes: 1 << 20,
+            ca_file: None,
+            client_cert: None,
+            tls_server_name: None,
+        };
+        crate::tls::install_crypto_provider();
+        PoolClient::new(&config).unwrap()
     }
 
     #[test]

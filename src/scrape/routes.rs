@@ -83,7 +83,18 @@ pub async fn probe(
     match probe.collector_for(target.as_deref()) {
         Ok(collector) => metrics(&collector, req, offset, |_| String::new()).await,
         Err(e) => {
-            tracing::warn!(error = %e, "probe refused");
+            // The error carries the target cut short; the throttle keys on
+            // the kind of refusal, so varying targets do not defeat it.
+            let kind = match &e {
+                ProbeError::MissingTarget => "missing",
+                ProbeError::InvalidTarget(..) => "invalid",
+                ProbeError::NotAllowed(_) => "not_allowed",
+            };
+            if let Some(repeats) =
+                crate::logging::throttle().admit(&format!("probe refused {kind}"))
+            {
+                tracing::warn!(error = %crate::logging::truncated(&e.to_string()), "probe refused{repeats}");
+            }
             let code = match e {
                 ProbeError::NotAllowed(_) => StatusCode::FORBIDDEN,
                 _ => StatusCode::BAD_REQUEST,

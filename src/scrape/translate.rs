@@ -4,6 +4,7 @@
 //! benchmarked on its own.
 
 use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::catalogue::{self, FamilyDef};
@@ -95,12 +96,27 @@ pub struct TranslateOptions<'a> {
     /// `endpoint` to use when no document of this scrape names it.
     pub fallback_endpoint: Option<&'a str>,
     pub build: &'a BuildInfo,
+    /// Longest label value written from pool data, in bytes.
+    pub max_label_value_len: usize,
 }
 
-/// Our families, and the native families that may be passed through.
+/// Our families, and the native families that may be passed through
+/// (borrowed unless some of their series had to be dropped).
 pub struct Translation<'a> {
     pub own: Vec<MetricFamily>,
-    pub native: Vec<&'a MetricFamily>,
+    pub native: Vec<Cow<'a, MetricFamily>>,
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cap(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 fn l(name: &'static str, value: impl Into<String>) -> Label {
@@ -153,7 +169,7 @@ pub fn encode_scrape(
         .into_iter()
         .flatten()
         .chain(extra)
-        .chain(parts.native.iter().copied())
+        .chain(parts.native.iter().map(|f| &**f))
         .map(|f| 128 + f.samples.len() * 128)
         .sum();
     let large = parts
@@ -167,7 +183,7 @@ pub fn encode_scrape(
     }
     encoder.families(&parts.tail);
     encoder.families(extra);
-    encoder.families(parts.native.iter().copied());
+    encoder.families(parts.native.iter().map(|f| &**f));
     encoder.finish()
 }
 
@@ -179,7 +195,7 @@ struct Parts<'a> {
     connections: Option<ConnectionSeries<'a>>,
     /// Pool health and the exporter's own families.
     tail: Vec<MetricFamily>,
-    native: Vec<&'a MetricFamily>,
+    native: Vec<Cow<'a, MetricFamily>>,
 }
 
 impl<'a> Parts<'a> {
@@ -188,7 +204,12 @@ impl<'a> Parts<'a> {
         counters: &SourceCounters,
         options: &TranslateOptions<'_>,
     ) -> Self {
-        let endpoint = snapshot.endpoint().or(options.fallback_endpoint);
+        let max_len = options.max_label_value_len;
+        let mut truncated = 0;
+        let endpoint = snapshot
+            .endpoint()
+            .or(options.fallback_endpoint)
+            .map(|e| cap(e, max_len));
         let mut head = Vec::with_capacity(8);
         head.push(
             catalogue::UP
@@ -197,19 +218,30 @@ impl<'a> Parts<'a> {
         );
 
         let mut omitted = 0;
+        let mut duplicates = 0;
         let mut connections = None;
         if let Ok(status) = &snapshot.status.result {
-            pool_families(status, &mut head);
-            let (kept, left_out) = select_connections(&status.connections, options.max_connections);
+            truncated += pool_families(status, max_len, &mut head);
+            let (unique, dropped) = dedupe_connections(&status.connections, max_len);
+            duplicates = dropped;
+            let (kept, left_out) = select_connections(unique, options.max_connections);
             omitted = left_out;
+            truncated += kept
+                .iter()
+                .map(|c| {
+                    usize::from(c.connection_id.as_str().len() > max_len)
+                        + usize::from(c.remote_addr.as_ref().is_some_and(|a| a.len() > max_len))
+                })
+                .sum::<usize>();
             connections = Some(ConnectionSeries {
-                endpoint: &status.endpoint,
+                endpoint: cap(&status.endpoint, max_len),
                 kept,
+                max_len,
             });
         }
 
         if let Some(derived) = &counters.derived {
-            derived_families(derived, &mut head);
+            derived_families(derived, max_len, &mut head);
         }
 
         let mut tail = Vec::with_capacity(12);
@@ -225,17 +257,17 @@ impl<'a> Parts<'a> {
             }
         }
 
-        let (native, dropped_collision) = match &snapshot.metrics.result {
+        let (native, drops) = match &snapshot.metrics.result {
             Ok(parsed) => pass_through(parsed),
-            Err(_) => (Vec::new(), 0),
+            Err(_) => (Vec::new(), NativeDrops::default()),
         };
-        exporter_families(
-            snapshot,
+        let dropped = Dropped {
             omitted,
-            dropped_collision,
-            options.build,
-            &mut tail,
-        );
+            duplicates,
+            truncated,
+            native: drops,
+        };
+        exporter_families(snapshot, &dropped, options.build, &mut tail);
         Parts {
             head,
             connections,
@@ -246,8 +278,8 @@ impl<'a> Parts<'a> {
 }
 
 /// The counters derived from successive status documents.
-fn derived_families(derived: &DerivedCounters, out: &mut Vec<MetricFamily>) {
-    let ep = || vec![l("endpoint", derived.endpoint.as_str())];
+fn derived_families(derived: &DerivedCounters, max_len: usize, out: &mut Vec<MetricFamily>) {
+    let ep = || vec![l("endpoint", cap(&derived.endpoint, max_len))];
     out.push(
         catalogue::POOL_CONNECTION_ERRORS_SEEN_TOTAL
             .family()
@@ -267,14 +299,17 @@ fn derived_families(derived: &DerivedCounters, out: &mut Vec<MetricFamily>) {
     }
 }
 
-/// Pool-level families of a fetched status document.
-fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
-    let endpoint = status.endpoint.as_str();
+/// Pool-level families of a fetched status document; returns how many
+/// of its values were cut to `max_len`.
+fn pool_families(status: &PoolStatus, max_len: usize, out: &mut Vec<MetricFamily>) -> usize {
+    let endpoint = cap(&status.endpoint, max_len);
+    let mut truncated = usize::from(endpoint.len() < status.endpoint.len());
     let ep = || vec![l("endpoint", endpoint)];
 
     let mut info_labels = ep();
     if let Some(backend) = &status.backend {
-        info_labels.push(l("backend", backend.as_str()));
+        truncated += usize::from(backend.len() > max_len);
+        info_labels.push(l("backend", cap(backend, max_len)));
     }
     out.push(catalogue::POOL_INFO.family().with_sample(info_labels, 1.0));
     let active = status
@@ -306,6 +341,7 @@ fn pool_families(status: &PoolStatus, out: &mut Vec<MetricFamily>) {
                 .with_sample(ep(), p95 / 1000.0),
         );
     }
+    truncated
 }
 
 /// A per-connection family labelled `endpoint` and `connection_id`; its
@@ -347,20 +383,22 @@ const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
 
 const CONNECTION_INFO: &FamilyDef = &catalogue::CONNECTION_INFO;
 
-/// The connections that survived the cap, with their pool's endpoint.
+/// The connections that survived the cap, with their pool's endpoint
+/// (already cut to `max_len`; ids and addresses are cut as written).
 struct ConnectionSeries<'a> {
     endpoint: &'a str,
     kept: Vec<&'a Connection>,
+    max_len: usize,
 }
 
 impl ConnectionSeries<'_> {
     /// Every per-connection family, empty ones included.
     fn families(&self) -> Vec<MetricFamily> {
-        let endpoint = self.endpoint;
+        let (endpoint, max_len) = (self.endpoint, self.max_len);
         let labels = |conn: &Connection| {
             vec![
                 l("endpoint", endpoint),
-                l("connection_id", conn.connection_id.as_str()),
+                l("connection_id", cap(conn.connection_id.as_str(), max_len)),
             ]
         };
         let mut out: Vec<MetricFamily> = CONNECTION_FAMILIES
@@ -379,7 +417,7 @@ impl ConnectionSeries<'_> {
         for conn in &self.kept {
             if let Some(addr) = &conn.remote_addr {
                 let mut with_addr = labels(conn);
-                with_addr.push(l("remote_addr", addr.as_str()));
+                with_addr.push(l("remote_addr", cap(addr, max_len)));
                 info.push(with_addr, 1.0);
             }
         }
@@ -398,7 +436,7 @@ impl ConnectionSeries<'_> {
         let ids: usize = self
             .kept
             .iter()
-            .map(|c| c.connection_id.as_str().len())
+            .map(|c| c.connection_id.as_str().len().min(self.max_len))
             .sum();
         let Some(first) = self.kept.first() else {
             return 0;
@@ -436,7 +474,7 @@ impl ConnectionSeries<'_> {
             for conn in &self.kept {
                 if let Some(v) = (spec.value)(conn) {
                     out.push_str(&prefix);
-                    escape_into(out, conn.connection_id.as_str(), true);
+                    escape_into(out, cap(conn.connection_id.as_str(), self.max_len), true);
                     out.push_str("\"} ");
                     write_value(out, v);
                     out.push('\n');
@@ -454,9 +492,9 @@ impl ConnectionSeries<'_> {
             for conn in &self.kept {
                 if let Some(addr) = &conn.remote_addr {
                     out.push_str(&prefix);
-                    escape_into(out, conn.connection_id.as_str(), true);
+                    escape_into(out, cap(conn.connection_id.as_str(), self.max_len), true);
                     out.push_str("\",remote_addr=\"");
-                    escape_into(out, addr, true);
+                    escape_into(out, cap(addr, self.max_len), true);
                     out.push_str("\"} 1\n");
                 }
             }
@@ -474,51 +512,205 @@ fn line_prefix(prefix: &mut String, name: &str, escaped_endpoint: &str) {
     prefix.push_str("\",connection_id=\"");
 }
 
+/// How bad a connection looks: most errors, then highest p95.
+fn badness(c: &Connection) -> (f64, f64) {
+    (c.errors, c.p95_latency_ms.unwrap_or(0.0))
+}
+
+/// One connection per id (as exported, so `1` and `"1"` are one id, and so
+/// are ids equal once cut to `max_len`): the worst of them, the first on a
+/// tie, in the place of the first. Two series with one label set would
+/// make Prometheus keep one of them silently. Returns how many were left
+/// out.
+fn dedupe_connections(connections: &[Connection], max_len: usize) -> (Vec<&Connection>, usize) {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(connections.len());
+    let mut kept: Vec<&Connection> = Vec::with_capacity(connections.len());
+    for conn in connections {
+        let id = cap(conn.connection_id.as_str(), max_len);
+        match seen.get(id) {
+            Some(&at) => {
+                let worse = badness(conn)
+                    .partial_cmp(&badness(kept[at]))
+                    .is_some_and(|o| o.is_gt());
+                if worse {
+                    kept[at] = conn;
+                }
+            }
+            None => {
+                seen.insert(id, kept.len());
+                kept.push(conn);
+            }
+        }
+    }
+    let dropped = connections.len() - kept.len();
+    (kept, dropped)
+}
+
 /// Keeps at most `max` connections, preferring the worst (most errors, then
 /// highest p95) so the interesting ones survive the cap; pool order is kept.
-fn select_connections(connections: &[Connection], max: usize) -> (Vec<&Connection>, usize) {
+fn select_connections(connections: Vec<&Connection>, max: usize) -> (Vec<&Connection>, usize) {
     if connections.len() <= max {
-        return (connections.iter().collect(), 0);
+        return (connections, 0);
     }
-    let badness = |c: &Connection| (c.errors, c.p95_latency_ms.unwrap_or(0.0));
     let mut order: Vec<usize> = (0..connections.len()).collect();
     if max > 0 {
         order.select_nth_unstable_by(max - 1, |&a, &b| {
-            badness(&connections[b])
-                .partial_cmp(&badness(&connections[a]))
+            badness(connections[b])
+                .partial_cmp(&badness(connections[a]))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
     }
     order.truncate(max);
     order.sort_unstable();
-    let kept = order.into_iter().map(|i| &connections[i]).collect();
+    let kept = order.into_iter().map(|i| connections[i]).collect();
     (kept, connections.len() - max)
 }
 
-/// Native families that may be re-emitted, and how many were dropped for
-/// a name the catalogue reserves (ours, `process_`, `up`, `scrape_`).
-fn pass_through(parsed: &ParsedExposition) -> (Vec<&MetricFamily>, usize) {
-    let mut dropped = 0;
-    let kept = parsed
-        .families
+/// Why native families or series were not passed through, counted per
+/// scrape.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct NativeDrops {
+    /// Families named like ours or a reserved name (`up`, `process_*`, ...).
+    name_collision: usize,
+    /// Families whose names clash in OpenMetrics with an earlier family's
+    /// (a counter `a_total` after a gauge `a`; a gauge `b_count` after a
+    /// summary `b`): Prometheus would refuse the whole scrape.
+    openmetrics_clash: usize,
+    /// Series (families, for histograms and summaries, which cannot lose a
+    /// series and stay valid) carrying a `__`-prefixed label, which
+    /// Prometheus reserves (`__name__` makes it reject the scrape).
+    reserved_label: Kind,
+    /// Series with the same name and labels as an earlier one.
+    duplicate: Kind,
+    /// Counter (or histogram count and bucket) series with a negative value.
+    negative_counter: Kind,
+}
+
+/// A count of series and one of whole families.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Kind {
+    series: usize,
+    families: usize,
+}
+
+/// What a native sample is wrong with, if anything.
+fn sample_fault(
+    family: &MetricFamily,
+    sample: &crate::exposition::Sample,
+    seen: &mut HashSet<(String, Vec<(String, String)>)>,
+) -> Option<fn(&mut NativeDrops) -> &mut Kind> {
+    if sample.labels.iter().any(|(n, _)| n.starts_with("__")) {
+        return Some(|d| &mut d.reserved_label);
+    }
+    let counts = match family.kind {
+        MetricType::Counter => !sample.name.ends_with("_created"),
+        MetricType::Histogram => {
+            sample.name.ends_with("_bucket") || sample.name.ends_with("_count")
+        }
+        MetricType::Summary => sample.name.ends_with("_count"),
+        _ => false,
+    };
+    if counts && sample.value < 0.0 {
+        return Some(|d| &mut d.negative_counter);
+    }
+    let mut labels: Vec<(String, String)> = sample
+        .labels
         .iter()
-        .filter(|family| {
-            let collides = catalogue::is_reserved(&family.name)
-                || family
-                    .samples
-                    .iter()
-                    .any(|s| catalogue::is_reserved(&s.name));
-            dropped += usize::from(collides);
-            !collides
-        })
+        .map(|(n, v)| (n.to_string(), v.clone()))
         .collect();
-    (kept, dropped)
+    labels.sort_unstable();
+    if !seen.insert((sample.name.clone(), labels)) {
+        return Some(|d| &mut d.duplicate);
+    }
+    None
+}
+
+/// The names a family takes in OpenMetrics: its family name there and
+/// every sample name its type allows.
+fn openmetrics_names(family: &MetricFamily) -> Vec<String> {
+    let base = match family.kind {
+        MetricType::Counter => family.name.strip_suffix("_total").unwrap_or(&family.name),
+        _ => &family.name,
+    };
+    let suffixes: &[&str] = match family.kind {
+        MetricType::Counter => &["", "_total", "_created"],
+        MetricType::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
+        MetricType::Summary => &["", "_sum", "_count", "_created"],
+        MetricType::Gauge | MetricType::Untyped => &[""],
+    };
+    let mut names: Vec<String> = suffixes.iter().map(|s| format!("{base}{s}")).collect();
+    names.extend(family.samples.iter().map(|s| s.name.clone()));
+    names
+}
+
+/// Native families that may be re-emitted, and why the rest were not: a
+/// name the catalogue reserves (ours, `process_`, `up`, `scrape_`), a name
+/// clash in OpenMetrics, reserved labels, duplicate series or negative
+/// counters. A family loses only its bad series when it stays valid
+/// without them, the whole family otherwise (histograms, summaries).
+fn pass_through(parsed: &ParsedExposition) -> (Vec<Cow<'_, MetricFamily>>, NativeDrops) {
+    let mut drops = NativeDrops::default();
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut kept = Vec::with_capacity(parsed.families.len());
+    for family in &parsed.families {
+        let reserved = catalogue::is_reserved(&family.name)
+            || family
+                .samples
+                .iter()
+                .any(|s| catalogue::is_reserved(&s.name));
+        if reserved {
+            drops.name_collision += 1;
+            continue;
+        }
+        let mut seen = HashSet::new();
+        let faults: Vec<_> = family
+            .samples
+            .iter()
+            .map(|s| sample_fault(family, s, &mut seen))
+            .collect();
+        let family: Cow<'_, MetricFamily> = if faults.iter().all(Option::is_none) {
+            Cow::Borrowed(family)
+        } else if matches!(family.kind, MetricType::Histogram | MetricType::Summary) {
+            if let Some(reason) = faults.iter().flatten().next() {
+                reason(&mut drops).families += 1;
+            }
+            continue;
+        } else {
+            let mut owned =
+                MetricFamily::new(family.name.clone(), family.help.clone(), family.kind);
+            for (sample, fault) in family.samples.iter().zip(&faults) {
+                match fault {
+                    Some(reason) => reason(&mut drops).series += 1,
+                    None => owned.samples.push(sample.clone()),
+                }
+            }
+            Cow::Owned(owned)
+        };
+        if family.samples.is_empty() {
+            continue;
+        }
+        let names = openmetrics_names(&family);
+        if names.iter().any(|n| taken.contains(n)) {
+            drops.openmetrics_clash += 1;
+            continue;
+        }
+        taken.extend(names);
+        kept.push(family);
+    }
+    (kept, drops)
+}
+
+/// What one scrape left out, for the exporter's own families.
+struct Dropped {
+    omitted: usize,
+    duplicates: usize,
+    truncated: usize,
+    native: NativeDrops,
 }
 
 fn exporter_families(
     snapshot: &Snapshot,
-    omitted: usize,
-    dropped_collision: usize,
+    dropped: &Dropped,
     build: &BuildInfo,
     out: &mut Vec<MetricFamily>,
 ) {
@@ -534,20 +726,49 @@ fn exporter_families(
     out.push(
         catalogue::EXPORTER_CONNECTIONS_OMITTED
             .family()
-            .with_sample(vec![], omitted as f64),
+            .with_sample(vec![], dropped.omitted as f64),
     );
-    let (skipped, invalid) = match &snapshot.metrics.result {
-        Ok(parsed) => (parsed.skipped_lines, parsed.invalid_families),
-        Err(_) => (0, 0),
+    out.push(
+        catalogue::EXPORTER_DUPLICATE_CONNECTIONS
+            .family()
+            .with_sample(vec![], dropped.duplicates as f64),
+    );
+    let (skipped, invalid, over_limit, truncated_native) = match &snapshot.metrics.result {
+        Ok(parsed) => (
+            parsed.skipped_lines,
+            parsed.invalid_families,
+            parsed.over_limit,
+            parsed.truncated_values,
+        ),
+        Err(_) => (0, 0, 0, 0),
     };
+    let n = &dropped.native;
+    let reason = |r: &'static str| vec![l("reason", r)];
     out.push(
         catalogue::EXPORTER_NATIVE_FAMILIES_DROPPED
             .family()
+            .with_sample(reason("name_collision"), n.name_collision as f64)
+            .with_sample(reason("invalid"), invalid as f64)
+            .with_sample(reason("openmetrics_clash"), n.openmetrics_clash as f64)
+            .with_sample(reason("reserved_label"), n.reserved_label.families as f64)
+            .with_sample(reason("duplicate"), n.duplicate.families as f64)
             .with_sample(
-                vec![l("reason", "name_collision")],
-                dropped_collision as f64,
-            )
-            .with_sample(vec![l("reason", "invalid")], invalid as f64),
+                reason("negative_counter"),
+                n.negative_counter.families as f64,
+            ),
+    );
+    out.push(
+        catalogue::EXPORTER_NATIVE_SERIES_DROPPED
+            .family()
+            .with_sample(reason("reserved_label"), n.reserved_label.series as f64)
+            .with_sample(reason("duplicate"), n.duplicate.series as f64)
+            .with_sample(reason("negative_counter"), n.negative_counter.series as f64)
+            .with_sample(reason("limit"), over_limit as f64),
+    );
+    out.push(
+        catalogue::EXPORTER_LABEL_VALUES_TRUNCATED
+            .family()
+            .with_sample(vec![], (dropped.truncated + truncated_native) as f64),
     );
     out.push(
         catalogue::EXPORTER_NATIVE_LINES_SKIPPED
@@ -601,6 +822,7 @@ mod tests {
             max_connections: max,
             fallback_endpoint: None,
             build: &BuildInfo::CURRENT,
+            max_label_value_len: 1024,
         }
     }
 
@@ -910,6 +1132,113 @@ mod tests {
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
     }
 
+    #[test]
+    fn hostile_native_series_are_dropped_by_reason() {
+        let mut snap =
+            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        snap.metrics = ok(parse(concat!(
+            "# TYPE good_total counter\ngood_total{a=\"1\"} 1\ngood_total{a=\"1\"} 2\n",
+            "good_total{a=\"2\",__name__=\"x\"} 1\ngood_total{a=\"3\"} -4\ngood_total{a=\"4\"} 4\n",
+            "# TYPE clash gauge\nclash 1\n# TYPE clash_total counter\nclash_total 2\n",
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} -1\nh_count -1\nh_sum 0\n",
+            "up 0\n",
+        )));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        let names: Vec<&str> = t.native.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["good_total", "clash"]);
+        let good: Vec<f64> = t.native[0].samples.iter().map(|s| s.value).collect();
+        assert_eq!(good, [1.0, 4.0], "the first of two duplicates is kept");
+        let fam = find(&t, "secure_channel_exporter_native_families_dropped");
+        assert_eq!(value(fam, &[("reason", "name_collision")]), 1.0);
+        assert_eq!(value(fam, &[("reason", "openmetrics_clash")]), 1.0);
+        assert_eq!(value(fam, &[("reason", "negative_counter")]), 1.0);
+        let series = find(&t, "secure_channel_exporter_native_series_dropped");
+        assert_eq!(value(series, &[("reason", "duplicate")]), 1.0);
+        assert_eq!(value(series, &[("reason", "reserved_label")]), 1.0);
+        assert_eq!(value(series, &[("reason", "negative_counter")]), 1.0);
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            let text = encode_scrape(
+                &snap,
+                &SourceCounters::default(),
+                &options(1000),
+                &[],
+                format,
+            );
+            assert!(!text.contains("__name__"));
+            assert_eq!(parse(&text).skipped_lines, 0);
+        }
+    }
+
+    #[test]
+    fn duplicate_connection_ids_keep_the_worst_once() {
+        let json = r#"{"endpoint":"e","connections":[
+            {"connection_id":1,"reconnects":0,"errors":0,"p95_latency_ms":1},
+            {"connection_id":2,"reconnects":0,"errors":1,"p95_latency_ms":1},
+            {"connection_id":"1","reconnects":0,"errors":5,"p95_latency_ms":1},
+            {"connection_id":1,"reconnects":0,"errors":3,"p95_latency_ms":9}]}"#;
+        let snap = fixture_snapshot(json);
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        let errors = find(&t, "secure_channel_connection_errors_total");
+        let ids: Vec<(&str, f64)> = errors
+            .samples
+            .iter()
+            .map(|s| (s.labels[1].1.as_str(), s.value))
+            .collect();
+        assert_eq!(ids, [("1", 5.0), ("2", 1.0)]);
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_exporter_duplicate_connections"),
+                &[]
+            ),
+            2.0
+        );
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            let text = encode_scrape(
+                &snap,
+                &SourceCounters::default(),
+                &options(1000),
+                &[],
+                format,
+            );
+            assert_eq!(
+                text.matches(
+                    "secure_channel_connection_errors_total{endpoint=\"e\",connection_id=\"1\"}"
+                )
+                .count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn long_label_values_are_cut_and_counted() {
+        let endpoint = "e".repeat(200_000);
+        let json = format!(
+            r#"{{"endpoint":"{endpoint}","backend":"b","connections":[{{"connection_id":"{}","reconnects":0,"errors":0}}]}}"#,
+            "i".repeat(5000)
+        );
+        let snap = fixture_snapshot(&json);
+        let mut opts = options(1000);
+        opts.max_label_value_len = 64;
+        let text = encode_scrape(
+            &snap,
+            &SourceCounters::default(),
+            &opts,
+            &[],
+            Format::PrometheusText,
+        );
+        assert!(text.len() < 20_000, "{} bytes", text.len());
+        assert!(text.contains(&format!("endpoint=\"{}\"", "e".repeat(64))));
+        let t = translate(&snap, &SourceCounters::default(), &opts);
+        assert_eq!(
+            value(
+                find(&t, "secure_channel_exporter_label_values_truncated"),
+                &[]
+            ),
+            2.0
+        );
+    }
+
     /// The old two-step rendering that `encode_scrape` must reproduce.
     fn two_step(
         snap: &Snapshot,
@@ -922,7 +1251,7 @@ mod tests {
         let mut encoder = Encoder::new(format, 0);
         encoder.families(&t.own);
         encoder.families(extra);
-        encoder.families(t.native.iter().copied());
+        encoder.families(t.native.iter().map(|f| &**f));
         encoder.finish()
     }
 
@@ -980,6 +1309,7 @@ mod tests {
                         max_connections: max,
                         fallback_endpoint: fallback,
                         build: &BuildInfo::CURRENT,
+                        max_label_value_len: 1024,
                     };
                     for format in [Format::PrometheusText, Format::OpenMetrics] {
                         assert_eq!(
@@ -1003,10 +1333,11 @@ mod tests {
                 ..SimConfig::default()
             });
             let status = snap.status.result.as_ref().unwrap();
-            let (kept, _) = select_connections(&status.connections, usize::MAX);
+            let (kept, _) = select_connections(status.connections.iter().collect(), usize::MAX);
             let series = ConnectionSeries {
                 endpoint: &status.endpoint,
                 kept,
+                max_len: 1024,
             };
             let mut encoder = Encoder::new(Format::PrometheusText, 0);
             series.encode(&mut encoder);

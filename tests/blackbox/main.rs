@@ -1,5 +1,6 @@
 //! Black-box tests: the real binaries on loopback ports, scraped over HTTP.
 
+mod adversarial;
 mod certs;
 mod cli;
 mod common;

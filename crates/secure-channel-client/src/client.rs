@@ -703,7 +703,11 @@ enum ReadError {
 
 /// Streams the body, refusing it once it passes `limit` bytes.
 async fn read_capped(response: &mut reqwest::Response, limit: u64) -> Result<Bytes, ReadError> {
-    let mut body = BytesMut::new();
+    // Sized from Content-Length (already checked against the limit) when
+    // the server sends one: growing by doubling instead would hold the old
+    // and the new buffer at once and end with up to twice the body's size.
+    let expected = response.content_length().unwrap_or(0).min(limit);
+    let mut body = BytesMut::with_capacity(usize::try_from(expected).unwrap_or(0));
     while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(ReadError::TooLarge);

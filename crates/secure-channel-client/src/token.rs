@@ -80,6 +80,18 @@ impl Token {
         !matches!(self.source, Source::None)
     }
 
+    /// Reads a file token again now, even if its modification time,
+    /// length and inode look unchanged (a rewrite within the same second
+    /// to a token of the same length keeps all three). On failure the
+    /// last good token stays in use and the error says why. Returns
+    /// whether there was a file to read. A server calls it on SIGHUP.
+    pub fn reload(&self) -> Result<bool, crate::Error> {
+        match &self.source {
+            Source::File(file) => file.reload().map(|()| true).map_err(Into::into),
+            _ => Ok(false),
+        }
+    }
+
     /// Checks the token can be used (reads the file once).
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         match &self.source {
@@ -161,6 +173,12 @@ impl TokenFile {
             (Err(_), Some((_, last_good))) => Ok(last_good.clone()),
             (Err(e), None) => Err(e),
         }
+    }
+
+    fn reload(&self) -> Result<(), ConfigError> {
+        let (stamp, value) = self.read()?;
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((stamp, value));
+        Ok(())
     }
 
     /// Reads and checks the file, with the stamp it had.

@@ -116,7 +116,12 @@ async fn retries_stay_within_the_deadline() {
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
-    assert_eq!(e.status(), Some(503));
+    // The last error is the pool's 503, or, when the deadline falls in the
+    // middle of an attempt (a loaded machine), that attempt's timeout.
+    assert!(
+        e.status() == Some(503) || e.kind() == secure_channel_client::ErrorKind::Timeout,
+        "{e}"
+    );
     assert!(
         elapsed <= budget + Duration::from_millis(500),
         "{elapsed:?}"

@@ -1,6 +1,10 @@
 //! Keeps the web config current: each new connection checks whether the
-//! config file or a file it names changed, and reloads if so. A reload that
-//! fails keeps the last good settings and logs why.
+//! config file or a file it names changed (and SIGHUP forces a check), and
+//! reloads if so. A reload that fails keeps the last good settings and logs
+//! why. A reload fails closed: a file that would drop TLS, basic auth or a
+//! required client certificate that the running config has is refused, since
+//! an empty or half-written file (a non-atomic rewrite) looks exactly like
+//! that and must never open the listener.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,10 +61,21 @@ impl WebConfigWatcher {
 
     /// The settings in force after reloading any changed file.
     pub fn refresh(&self) -> Arc<WebSettings> {
+        self.reload(false)
+    }
+
+    /// Reloads the file whether or not it changed (SIGHUP).
+    pub fn force_reload(&self) -> Arc<WebSettings> {
+        self.reload(true)
+    }
+
+    fn reload(&self, force: bool) -> Arc<WebSettings> {
         let mut stamps = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = stamps.iter().any(|(path, old)| stamp(path) != *old);
+        let changed = force || stamps.iter().any(|(path, old)| stamp(path) != *old);
         if changed {
-            match WebSettings::load(&self.path) {
+            let loaded = WebSettings::load(&self.path)
+                .and_then(|new| self.settings().refuse_weakening(&new).map(|()| new));
+            match loaded {
                 Ok(settings) => {
                     tracing::info!(file = %self.path.display(), "web config reloaded");
                     log_ignored(&settings);
