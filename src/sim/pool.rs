@@ -557,6 +557,12 @@ impl SimPool {
         match self.config.model {
             Model::Published => self.callers_work(dt),
             Model::Returning => {
+                if self.callers_working() && self.relay_unreachable() {
+                    // The relay is gone: every connection a caller uses
+                    // fails and is closed rather than given back, so the
+                    // next cleanup has to open new ones (and cannot).
+                    self.conns.clear();
+                }
                 if self.callers_working() && !self.relay_unreachable() {
                     let per_connection =
                         self.config.load.ops_per_second / self.conns.len().max(1) as f64;
@@ -1229,6 +1235,22 @@ mod tests {
             Some(FaultSpec::default_for(Fault::RelayOutage)),
         );
         assert!(!q.blocks_documents());
+    }
+
+    #[test]
+    fn relay_outage_of_a_busy_returning_pool_fails_the_next_cleanup() {
+        let mut p = pool(SimConfig {
+            cleanup_interval: Duration::from_secs(5),
+            ..returning()
+        });
+        p.set_fault(
+            Fault::RelayOutage,
+            Some(FaultSpec::default_for(Fault::RelayOutage)),
+        );
+        run(&mut p, 1, 6);
+        assert_eq!(p.connection_count(), 0);
+        assert_eq!(p.health().0, 503);
+        assert!(native_value(&p, "secure_channel_errors_total", None) >= 1.0);
     }
 
     #[test]
