@@ -82,7 +82,7 @@ impl Proc {
         // Keeps draining the log so the child never blocks on a full pipe.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("message=listening") {
+                if line.contains("msg=listening") || line.contains("message=listening") {
                     if let Some(addr) = line
                         .split_whitespace()
                         .find_map(|kv| kv.strip_prefix("address="))

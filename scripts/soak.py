@@ -42,7 +42,7 @@ def start(cmd):
 
     def pump():
         for line in proc.stderr:
-            if "address" not in found and "message=listening" in line:
+            if "address" not in found and "msg=listening" in line:
                 m = re.search(r"address=(\S+)", line)
                 if m:
                     found["address"] = m.group(1)

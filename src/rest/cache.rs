@@ -515,7 +515,7 @@ impl SnapshotCache {
             ),
         ] {
             if let Some(e) = error {
-                tracing::warn!(source = doc.as_str(), error = %e, "API: pool fetch failed");
+                tracing::warn!(document = doc.as_str(), error = %e, "API: pool fetch failed");
             }
         }
         if let Some(r) = status {

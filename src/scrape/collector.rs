@@ -280,7 +280,7 @@ impl Collector {
             let key = format!("pool fetch failed {} {reason} {url}", doc.as_str());
             if let Some(repeats) = crate::logging::throttle().admit(&key) {
                 tracing::warn!(
-                    source = doc.as_str(),
+                    document = doc.as_str(),
                     reason,
                     url = %crate::logging::truncated(url),
                     error = %crate::logging::truncated(&e.to_string()),

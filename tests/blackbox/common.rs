@@ -41,7 +41,7 @@ impl Proc {
         let sink = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("message=listening") {
+                if line.contains("msg=listening") {
                     if let Some(addr) = line
                         .split_whitespace()
                         .find_map(|kv| kv.strip_prefix("address="))

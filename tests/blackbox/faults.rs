@@ -42,8 +42,8 @@ fn assert_failed(s: &Scrape, exp: &Proc, failed: &[&str], reason: &str) {
         assert!(!s.samples("secure_channel_active_connections").is_empty());
     }
     for source in failed {
-        let line = exp.wait_for_log(&format!("source={source} reason={reason}"));
-        assert!(line.contains("level=warn"), "{line}");
+        let line = exp.wait_for_log(&format!("document={source} reason={reason}"));
+        assert!(line.contains("level=WARN"), "{line}");
         assert!(line.contains("url=http://127.0.0.1:"), "{line}");
     }
 }

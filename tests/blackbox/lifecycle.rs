@@ -163,6 +163,11 @@ async fn json_log_format() {
     let _ = child.wait();
     let json: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    // Flat, with the keys Prometheus' own components (promslog) write.
     assert_eq!(json["level"], "INFO");
-    assert_eq!(json["fields"]["message"], "listening");
+    assert_eq!(json["msg"], "listening");
+    assert!(json["time"].as_str().unwrap().ends_with('Z'), "{line}");
+    assert!(json["source"].as_str().unwrap().contains(".rs:"), "{line}");
+    assert!(json["address"].as_str().unwrap().contains(":"), "{line}");
+    assert!(json.get("fields").is_none(), "{line}");
 }
