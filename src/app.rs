@@ -11,6 +11,7 @@ use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::cli::Config;
+use crate::http::bind::{bind_all, systemd_listeners, BindError};
 use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
 use crate::http::{self, text, Gate, RouteOptions, Router, ServeOptions, WebStats};
@@ -24,21 +25,30 @@ use crate::ui;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {address}: {source}")]
-    Listen {
-        address: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] BindError),
     #[error("cannot start the demo pool: {0}")]
     Demo(std::io::Error),
-    #[error(transparent)]
+    #[error("invalid --pool.* settings: {0}")]
     Client(#[from] ClientBuildError),
-    #[error(transparent)]
+    #[error("invalid --web.config.file: {0}")]
     WebConfig(#[from] WebConfigError),
     #[error("invalid --web.telemetry-path: {0}")]
     Route(#[from] RouteError),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(std::io::Error),
+}
+
+impl StartError {
+    /// The process's exit code: 2 for a setting that cannot work (as for a
+    /// bad flag), 1 for a failure of the moment (a port in use).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Client(_) | Self::WebConfig(_) | Self::Route(_) => 2,
+            Self::Listen(BindError::Systemd(_)) => 2,
+            Self::Listen(_) | Self::Demo(_) | Self::Signal(_) => 1,
+        }
+    }
 }
 
 /// SIGHUP reloads the web config (even if its files look unchanged) and
@@ -170,12 +180,11 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         )
         .with_limits(config.limits)
     });
-    let listener = TcpListener::bind(&config.listen_address)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: config.listen_address.clone(),
-            source,
-        })?;
+    let listeners = if config.systemd_socket {
+        systemd_listeners(|k| std::env::var(k).ok())?
+    } else {
+        bind_all(&config.listen_addresses)?
+    };
     let api = Api::new(
         client.api_client().clone(),
         ApiConfig {
@@ -192,21 +201,20 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     );
     let collector = Collector::new(client, config.max_connections, config.pool_timeout)
         .with_limits(config.limits);
-    let address = listener
-        .local_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|_| config.listen_address.clone());
     let settings = web.as_ref().map(|w| w.settings());
-    tracing::info!(
-        address = %address,
-        telemetry_path = %config.telemetry_path,
-        pool = collector.pool_url(),
-        tls = settings.as_ref().is_some_and(|s| s.tls.is_some()),
-        basic_auth = settings.as_ref().is_some_and(|s| s.auth_enabled()),
-        probe = probe.is_some(),
-        version = env!("CARGO_PKG_VERSION"),
-        "listening"
-    );
+    for listener in &listeners {
+        tracing::info!(
+            address = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            systemd_socket = config.systemd_socket,
+            telemetry_path = %config.telemetry_path,
+            pool = collector.pool_url(),
+            tls = settings.as_ref().is_some_and(|s| s.tls.is_some()),
+            basic_auth = settings.as_ref().is_some_and(|s| s.auth_enabled()),
+            probe = probe.is_some(),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+    }
     let stats = Arc::new(WebStats::default());
     let exporter = Arc::new(Exporter {
         collector,
@@ -231,7 +239,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         web,
         stats,
     };
-    http::serve_with(listener, handler, shutdown, options).await;
+    http::serve_with(listeners, handler, shutdown, options).await;
     let _ = shutdown_tx.send(true);
     if let Some(demo) = demo {
         let _ = tokio::time::timeout(Duration::from_secs(2), demo).await;

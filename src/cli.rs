@@ -11,6 +11,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use reqwest::Url;
 
+use crate::http::bind::ListenAddress;
 use crate::logging::{LogFormat, LogLevel};
 use crate::pool::PoolClientConfig;
 use crate::scrape::probe::TargetPattern;
@@ -19,7 +20,9 @@ use secure_channel_client::Token;
 pub const ENV_POOL_URL: &str = "SECURE_CHANNEL_POOL_URL";
 pub const ENV_POOL_TOKEN: &str = "SECURE_CHANNEL_POOL_TOKEN";
 pub const DEFAULT_POOL_URL: &str = "http://127.0.0.1:9090";
-pub const DEFAULT_LISTEN: &str = ":10090";
+/// `--web.listen-address` when none is given: `:10090`, clear of the
+/// crowded 9100-9999 exporter range.
+pub const DEFAULT_PORT: u16 = 10090;
 
 /// Prometheus exporter for a SecureChannelPool: each scrape of the telemetry
 /// path fetches the pool's status, health and native metrics and answers with
@@ -50,9 +53,12 @@ pub struct Args {
     /// largest pool response body accepted, e.g. 8MiB or 500KB (default 8MiB)
     #[argh(option)]
     pub pool_max_body_size: Option<String>,
-    /// address to listen on, host:port or :port for all interfaces (default :10090)
+    /// address to listen on: host:port, [ipv6]:port, or :port for every interface, IPv6 and IPv4 (default :10090); repeat the flag to listen on several
     #[argh(option)]
-    pub web_listen_address: Option<String>,
+    pub web_listen_address: Vec<String>,
+    /// take the listening sockets from systemd socket activation instead of --web.listen-address (Linux)
+    #[argh(switch)]
+    pub web_systemd_socket: bool,
     /// path under which metrics are served (default /metrics)
     #[argh(option)]
     pub web_telemetry_path: Option<String>,
@@ -132,6 +138,7 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--pool.tls-server-name",
     "--pool.max-body-size",
     "--web.listen-address",
+    "--web.systemd-socket",
     "--web.telemetry-path",
     "--web.scrape-timeout-offset",
     "--web.config.file",
@@ -175,7 +182,11 @@ fn flag_error(flag: &'static str, value: &str, reason: impl Into<String>) -> Fla
 pub struct Config {
     pub pool: PoolClientConfig,
     pub pool_timeout: Duration,
-    pub listen_address: String,
+    /// Where to listen (each `--web.listen-address`); empty with
+    /// `systemd_socket`.
+    pub listen_addresses: Vec<ListenAddress>,
+    /// Take the sockets systemd passes instead.
+    pub systemd_socket: bool,
     pub telemetry_path: String,
     pub scrape_timeout_offset: Duration,
     pub web_config_file: Option<PathBuf>,
@@ -269,6 +280,10 @@ pub fn normalize_args<I: IntoIterator<Item = String>>(args: I) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest_literal = false;
     for arg in args {
+        if !rest_literal && arg == "-h" {
+            out.push("--help".to_owned());
+            continue;
+        }
         if rest_literal || !arg.starts_with("--") {
             out.push(arg);
             continue;
@@ -430,7 +445,8 @@ impl Config {
         Ok(Config {
             pool,
             pool_timeout,
-            listen_address: listen_address(args.web_listen_address.as_deref())?,
+            listen_addresses: listen_addresses(&args.web_listen_address, args.web_systemd_socket)?,
+            systemd_socket: args.web_systemd_socket,
             telemetry_path: flag_or(
                 "--web.telemetry-path",
                 &args.web_telemetry_path,
@@ -549,9 +565,21 @@ fn flag_or<T>(
     }
 }
 
-fn listen_address(flag: Option<&str>) -> Result<String, FlagError> {
-    let text = flag.unwrap_or(DEFAULT_LISTEN);
-    parse_listen_address(text).map_err(|r| flag_error("--web.listen-address", text, r))
+fn listen_addresses(flags: &[String], systemd: bool) -> Result<Vec<ListenAddress>, FlagError> {
+    let flag = "--web.listen-address";
+    if systemd {
+        return match flags.first() {
+            Some(v) => Err(flag_error(flag, v, "cannot be combined with --web.systemd-socket, which takes the sockets systemd passes")),
+            None => Ok(Vec::new()),
+        };
+    }
+    if flags.is_empty() {
+        return Ok(vec![ListenAddress::AnyHost(DEFAULT_PORT)]);
+    }
+    flags
+        .iter()
+        .map(|v| v.parse().map_err(|r: String| flag_error(flag, v, r)))
+        .collect()
 }
 
 fn check_readable(flag: &'static str, path: &str) -> Result<(), FlagError> {
@@ -562,16 +590,23 @@ fn check_readable(flag: &'static str, path: &str) -> Result<(), FlagError> {
 
 /// `--pool.url`, else its environment variable, else the default.
 fn pool_url(flag: Option<String>, env: &impl Fn(&str) -> Option<String>) -> Result<Url, FlagError> {
-    let url_text = flag
-        .or_else(|| env(ENV_POOL_URL))
-        .unwrap_or_else(|| DEFAULT_POOL_URL.to_owned());
+    // An error names where the value came from: the flag, or the
+    // environment variable standing in for it.
+    let (source, url_text) = match (flag, env(ENV_POOL_URL)) {
+        (Some(v), _) => ("--pool.url", v),
+        (None, Some(v)) => (
+            "SECURE_CHANNEL_POOL_URL (environment, standing in for --pool.url)",
+            v,
+        ),
+        (None, None) => ("--pool.url", DEFAULT_POOL_URL.to_owned()),
+    };
     // The URL may carry credentials: errors show it redacted.
     let shown_url = crate::redact::redact_url_text(&url_text);
     let base_url =
-        Url::parse(&url_text).map_err(|e| flag_error("--pool.url", &shown_url, e.to_string()))?;
+        Url::parse(&url_text).map_err(|e| flag_error(source, &shown_url, e.to_string()))?;
     if !matches!(base_url.scheme(), "http" | "https") || base_url.host().is_none() {
         return Err(flag_error(
-            "--pool.url",
+            source,
             &shown_url,
             "expected an http:// or https:// URL with a host",
         ));
@@ -695,15 +730,16 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(a.pool.base_url, b.pool.base_url);
-        assert_eq!(a.listen_address, "127.0.0.1:0");
-        assert_eq!(b.listen_address, "127.0.0.1:0");
+        let local = vec![ListenAddress::Host("127.0.0.1".into(), 0)];
+        assert_eq!(a.listen_addresses, local);
+        assert_eq!(b.listen_addresses, local);
     }
 
     #[test]
     fn defaults() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.pool.base_url.as_str(), "http://127.0.0.1:9090/");
-        assert_eq!(c.listen_address, "0.0.0.0:10090");
+        assert_eq!(c.listen_addresses, [ListenAddress::AnyHost(10090)]);
         assert_eq!(c.pool_timeout, Duration::from_secs(5));
         assert_eq!(c.pool.max_body_bytes, 8 << 20);
         assert_eq!(c.telemetry_path, "/metrics");

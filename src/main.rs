@@ -17,7 +17,7 @@ fn main() -> ExitCode {
                 print!("{}", dotted_help(&early.output));
                 ExitCode::SUCCESS
             } else {
-                eprintln!("{NAME}: {}", early.output.trim_end());
+                eprintln!("{NAME}: {}", dotted_help(early.output.trim_end()));
                 eprintln!("Run {NAME} --help for the flags.");
                 ExitCode::from(2)
             };
@@ -53,10 +53,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(app::run(config, http::shutdown_signal())) {
         Ok(()) => ExitCode::SUCCESS,
+        // One line, like a bad flag: the log's own format is for the
+        // running exporter, and this one never ran.
         Err(e) => {
-            tracing::error!(error = %e, "cannot start");
             eprintln!("{NAME}: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -80,9 +80,51 @@ impl Default for ServeOptions {
     }
 }
 
+/// The sockets one server accepts on: one per `--web.listen-address`, or
+/// those systemd passed.
+pub struct Listeners(Vec<TcpListener>);
+
+impl From<TcpListener> for Listeners {
+    fn from(listener: TcpListener) -> Self {
+        Self(vec![listener])
+    }
+}
+
+impl From<Vec<TcpListener>> for Listeners {
+    fn from(listeners: Vec<TcpListener>) -> Self {
+        Self(listeners)
+    }
+}
+
+impl Listeners {
+    /// The next connection on any of the sockets.
+    async fn accept(&self) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        if self.0.is_empty() {
+            return std::future::pending().await;
+        }
+        // Start at a different socket each time, so that a busy one cannot
+        // keep the others waiting.
+        let start = std::sync::atomic::AtomicUsize::new(0);
+        std::future::poll_fn(|cx| {
+            let n = self.0.len();
+            let first = start.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % n;
+            for i in 0..n {
+                if let Poll::Ready(result) = self.0[(first + i) % n].poll_accept(cx) {
+                    return Poll::Ready(result);
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
 /// A plain-HTTP listener with default limits (the simulator's).
-pub async fn serve<H, Fut, E>(listener: TcpListener, handler: H, shutdown: impl Future<Output = ()>)
-where
+pub async fn serve<H, Fut, E>(
+    listener: impl Into<Listeners>,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+) where
     H: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Response<Body>, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
@@ -97,7 +139,7 @@ where
 /// [`SHUTDOWN_GRACE`] to finish. A handler error closes that connection
 /// without an answer (the simulator's "down" fault uses it).
 pub async fn serve_with<H, Fut, E>(
-    listener: TcpListener,
+    listener: impl Into<Listeners>,
     handler: H,
     shutdown: impl Future<Output = ()>,
     options: ServeOptions,
@@ -106,6 +148,7 @@ pub async fn serve_with<H, Fut, E>(
     Fut: Future<Output = Result<Response<Body>, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
+    let listener: Listeners = listener.into();
     let graceful = GracefulShutdown::new();
     let limit = Arc::new(Semaphore::new(options.max_connections.max(1)));
     let requests = Arc::new(Semaphore::new(options.max_requests.max(1)));

@@ -3,6 +3,7 @@
 //! configured headers) and the exporter-toolkit web-config file. It knows
 //! no route of its own.
 
+pub mod bind;
 pub mod gate;
 pub mod listener;
 pub mod router;

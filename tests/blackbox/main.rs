@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod faults;
 mod lifecycle;
+mod listen;
 mod perf;
 mod realpool;
 mod rest;
