@@ -11,7 +11,8 @@ use secure_channel_exporter::exposition::encode::Encoder;
 use secure_channel_exporter::exposition::{parse, Format};
 use secure_channel_exporter::pool::{Health, PoolStatus};
 use secure_channel_exporter::scrape::translate::{
-    encode_scrape, translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
+    encode_scrape, translate, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
+    TranslateOptions,
 };
 use secure_channel_exporter::sim::{SimConfig, SimPool};
 
@@ -51,6 +52,7 @@ fn snapshot(status: &str, health: &str, metrics: &str) -> Snapshot {
 fn options() -> TranslateOptions<'static> {
     TranslateOptions {
         max_connections: usize::MAX,
+        connections: ConnectionFilter::All,
         fallback_endpoint: None,
         build: &BuildInfo::CURRENT,
     }

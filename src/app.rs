@@ -105,6 +105,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             config.max_connections,
             config.pool_timeout,
         )
+        .with_connection_filter(config.connections)
     });
     let listener = TcpListener::bind(&config.listen_address)
         .await
@@ -112,7 +113,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             address: config.listen_address.clone(),
             source,
         })?;
-    let collector = Collector::new(client, config.max_connections, config.pool_timeout);
+    let collector = Collector::new(client, config.max_connections, config.pool_timeout)
+        .with_connection_filter(config.connections);
     let address = listener
         .local_addr()
         .map(|a| a.to_string())

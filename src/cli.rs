@@ -71,6 +71,9 @@ pub struct Args {
     /// most connections exported per scrape; beyond it the worst are kept (default 1000)
     #[argh(option)]
     pub collector_max_connections: Option<String>,
+    /// which listed connections get per-connection series: all, used (an error, reconnect or latency sample) or none (default all)
+    #[argh(option)]
+    pub collector_connections: Option<String>,
     /// log level: error, warn, info or debug (default info)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -105,6 +108,7 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--web.max-connections",
     "--probe.allowed-targets",
     "--collector.max-connections",
+    "--collector.connections",
     "--log.level",
     "--log.format",
 ];
@@ -137,6 +141,7 @@ pub struct Config {
     pub web_max_connections: usize,
     pub probe_allowed_targets: Vec<TargetPattern>,
     pub max_connections: usize,
+    pub connections: crate::scrape::translate::ConnectionFilter,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     /// Run against a built-in simulated pool of this model.
@@ -351,6 +356,12 @@ impl Config {
                     v.parse::<usize>()
                         .map_err(|_| "expected a whole number".into())
                 },
+            )?,
+            connections: flag_or(
+                "--collector.connections",
+                &args.collector_connections,
+                Default::default(),
+                str::parse,
             )?,
             log_level: flag_or("--log.level", &args.log_level, LogLevel::Info, str::parse)?,
             log_format: flag_or(

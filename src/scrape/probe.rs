@@ -11,6 +11,7 @@ use reqwest::Url;
 
 use crate::pool::PoolClient;
 use crate::scrape::collector::Collector;
+use crate::scrape::translate::ConnectionFilter;
 
 /// Most per-target collectors kept (each holds its own counters).
 const MAX_TARGETS: usize = 256;
@@ -130,6 +131,7 @@ pub struct Probe {
     allowed: Vec<TargetPattern>,
     template: PoolClient,
     max_connections: usize,
+    connections: ConnectionFilter,
     pool_timeout: Duration,
     collectors: Mutex<HashMap<String, Arc<Collector>>>,
 }
@@ -145,9 +147,16 @@ impl Probe {
             allowed,
             template,
             max_connections,
+            connections: ConnectionFilter::All,
             pool_timeout,
             collectors: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Which connections of probed pools get series (`--collector.connections`).
+    pub fn with_connection_filter(mut self, filter: ConnectionFilter) -> Self {
+        self.connections = filter;
+        self
     }
 
     /// The collector for an allowed target; its counters live across probes.
@@ -171,11 +180,10 @@ impl Probe {
             .template
             .for_base_url(&url)
             .map_err(|e| ProbeError::InvalidTarget(key.clone(), e.to_string()))?;
-        let collector = Arc::new(Collector::new(
-            client,
-            self.max_connections,
-            self.pool_timeout,
-        ));
+        let collector = Arc::new(
+            Collector::new(client, self.max_connections, self.pool_timeout)
+                .with_connection_filter(self.connections),
+        );
         collectors.insert(key, collector.clone());
         Ok(collector)
     }

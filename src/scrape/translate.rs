@@ -88,10 +88,55 @@ impl BuildInfo {
     };
 }
 
+/// Which listed connections get per-connection series
+/// (`--collector.connections`).
+///
+/// Connection ids never repeat within a pool process, so every connection
+/// the pool opens starts new series; the published pool lists only idle
+/// connections, all with zero errors, reconnects and latency samples,
+/// whose series say nothing the pool-level ones do not (docs/scale.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionFilter {
+    /// Every listed connection (the default, as before).
+    #[default]
+    All,
+    /// Only connections with something to say: an error, a reconnect or
+    /// a latency sample.
+    Used,
+    /// No per-connection series; the pool-level ones stay.
+    None,
+}
+
+impl ConnectionFilter {
+    pub fn admits(self, c: &Connection) -> bool {
+        match self {
+            ConnectionFilter::All => true,
+            ConnectionFilter::Used => {
+                c.errors != 0.0 || c.reconnects != 0.0 || c.p95_latency_ms.is_some_and(|p| p != 0.0)
+            }
+            ConnectionFilter::None => false,
+        }
+    }
+}
+
+impl std::str::FromStr for ConnectionFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            "used" => Ok(Self::Used),
+            "none" => Ok(Self::None),
+            _ => Err("expected all, used or none".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TranslateOptions<'a> {
     /// Most connection series per scrape; the worst connections are kept.
     pub max_connections: usize,
+    /// Which connections may have series at all (before `max_connections`).
+    pub connections: ConnectionFilter,
     /// `endpoint` to use when no document of this scrape names it.
     pub fallback_endpoint: Option<&'a str>,
     pub build: &'a BuildInfo,
@@ -200,7 +245,13 @@ impl<'a> Parts<'a> {
         let mut connections = None;
         if let Ok(status) = &snapshot.status.result {
             pool_families(status, &mut head);
-            let (kept, left_out) = select_connections(&status.connections, options.max_connections);
+            let (kept, left_out) = select_connections(
+                status
+                    .connections
+                    .iter()
+                    .filter(|c| options.connections.admits(c)),
+                options.max_connections,
+            );
             omitted = left_out;
             connections = Some(ConnectionSeries {
                 endpoint: &status.endpoint,
@@ -476,23 +527,28 @@ fn line_prefix(prefix: &mut String, name: &str, escaped_endpoint: &str) {
 
 /// Keeps at most `max` connections, preferring the worst (most errors, then
 /// highest p95) so the interesting ones survive the cap; pool order is kept.
-fn select_connections(connections: &[Connection], max: usize) -> (Vec<&Connection>, usize) {
+fn select_connections<'a>(
+    connections: impl Iterator<Item = &'a Connection>,
+    max: usize,
+) -> (Vec<&'a Connection>, usize) {
+    let connections: Vec<&Connection> = connections.collect();
     if connections.len() <= max {
-        return (connections.iter().collect(), 0);
+        return (connections, 0);
     }
     let badness = |c: &Connection| (c.errors, c.p95_latency_ms.unwrap_or(0.0));
     let mut order: Vec<usize> = (0..connections.len()).collect();
     if max > 0 {
         order.select_nth_unstable_by(max - 1, |&a, &b| {
-            badness(&connections[b])
-                .partial_cmp(&badness(&connections[a]))
+            badness(connections[b])
+                .partial_cmp(&badness(connections[a]))
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
     }
     order.truncate(max);
     order.sort_unstable();
-    let kept = order.into_iter().map(|i| &connections[i]).collect();
-    (kept, connections.len() - max)
+    let left_out = connections.len() - max;
+    let kept = order.into_iter().map(|i| connections[i]).collect();
+    (kept, left_out)
 }
 
 /// Native families that may be re-emitted, and how many were dropped for
@@ -599,6 +655,7 @@ mod tests {
     fn options(max: usize) -> TranslateOptions<'static> {
         TranslateOptions {
             max_connections: max,
+            connections: ConnectionFilter::All,
             fallback_endpoint: None,
             build: &BuildInfo::CURRENT,
         }
@@ -978,6 +1035,7 @@ mod tests {
                 for fallback in [None, Some("fallback:1")] {
                     let options = TranslateOptions {
                         max_connections: max,
+                        connections: ConnectionFilter::All,
                         fallback_endpoint: fallback,
                         build: &BuildInfo::CURRENT,
                     };
@@ -1003,7 +1061,7 @@ mod tests {
                 ..SimConfig::default()
             });
             let status = snap.status.result.as_ref().unwrap();
-            let (kept, _) = select_connections(&status.connections, usize::MAX);
+            let (kept, _) = select_connections(status.connections.iter(), usize::MAX);
             let series = ConnectionSeries {
                 endpoint: &status.endpoint,
                 kept,
