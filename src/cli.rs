@@ -592,6 +592,10 @@ mod tests {
                 &["--collector.max-connections", "-1"][..],
                 "--collector.max-connections",
             ),
+            (
+                &["--collector.connections", "some"][..],
+                "--collector.connections",
+            ),
         ] {
             let err = parse(args).unwrap_err();
             assert!(err.contains(flag), "{args:?}: {err}");

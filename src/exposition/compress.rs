@@ -66,8 +66,8 @@ impl Encoding {
 
 /// The coding to answer with, from the request's `Accept-Encoding` header
 /// (RFC 9110 §12.5.3): the supported coding with the highest q-value above
-/// 0 (zstd on a tie: smaller and faster), unless `identity` is preferred
-/// over it. `*` stands for every coding the header does not name; `x-gzip`
+/// 0 (zstd on a tie: smaller and faster), unless `identity` is given a
+/// higher q-value (by name or through `*`). `*` stands for every coding the header does not name; `x-gzip`
 /// is gzip. Without the header, or with nothing acceptable, the answer is
 /// uncompressed: an exporter should still answer rather than send 406.
 pub fn negotiate_encoding(header: Option<&str>) -> Encoding {
@@ -111,8 +111,10 @@ pub fn negotiate_encoding(header: Option<&str>) -> Encoding {
     }
     let gzip = gzip.or(star).unwrap_or(0.0);
     let zstd = zstd.or(star).unwrap_or(0.0);
-    // identity is acceptable unless excluded, by name or by `*;q=0`.
-    let identity = identity.or(star.filter(|q| *q == 0.0)).unwrap_or(1.0);
+    // identity weighs what the header gives it, by name or through `*`;
+    // not named at all, it is only the fallback: any coding the client
+    // lists wins over it.
+    let identity = identity.or(star).unwrap_or(0.0);
     let (best, q) = if zstd >= gzip {
         (Encoding::Zstd, zstd)
     } else {

@@ -608,6 +608,19 @@ mod tests {
             .contains("secure_channel_exporter_source_requests_total{source=\"status\"} 2\n"));
     }
 
+    #[test]
+    fn small_answers_are_not_compressed() {
+        let small = Bytes::from_static(b"secure_channel_up 1\n");
+        assert_eq!(
+            compressed(small.clone(), Encoding::Gzip),
+            (small, Encoding::Identity)
+        );
+        let big = Bytes::from(vec![b'a'; MIN_COMPRESS_BYTES]);
+        let (body, used) = compressed(big, Encoding::Zstd);
+        assert_eq!(used, Encoding::Zstd);
+        assert!(body.len() < 100);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_shorter_deadline_does_not_wait_for_a_longer_fetch() {
         let pool = start_pool().await;

@@ -3,6 +3,7 @@
 mod certs;
 mod cli;
 mod common;
+mod compression;
 mod faults;
 mod lifecycle;
 mod perf;
