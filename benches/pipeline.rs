@@ -151,7 +151,7 @@ fn compression(c: &mut Criterion) {
         let zstd = |level: i32| zstd::bulk::compress(body.as_bytes(), level).unwrap();
         let mut group = c.benchmark_group(format!("compress/{n}"));
         group.throughput(Throughput::Bytes(body.len() as u64));
-        for level in [1, 6] {
+        for level in [1, 2, 6] {
             eprintln!(
                 "compress/{n}: identity {} bytes, gzip level {level} {} bytes",
                 body.len(),
