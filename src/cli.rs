@@ -111,6 +111,7 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--collector.connections",
     "--log.level",
     "--log.format",
+    "--demo.model",
 ];
 
 /// A flag value that cannot be used; the message names the flag.
