@@ -11,7 +11,8 @@ use secure_channel_exporter::exposition::encode::Encoder;
 use secure_channel_exporter::exposition::{parse, Format};
 use secure_channel_exporter::pool::{Health, PoolStatus};
 use secure_channel_exporter::scrape::translate::{
-    encode_scrape, translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
+    encode_scrape, translate, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
+    TranslateOptions,
 };
 use secure_channel_exporter::sim::{SimConfig, SimPool};
 
@@ -51,6 +52,7 @@ fn snapshot(status: &str, health: &str, metrics: &str) -> Snapshot {
 fn options() -> TranslateOptions<'static> {
     TranslateOptions {
         max_connections: usize::MAX,
+        connections: ConnectionFilter::All,
         fallback_endpoint: None,
         build: &BuildInfo::CURRENT,
         max_label_value_len: usize::MAX,
@@ -69,6 +71,10 @@ fn pipeline(c: &mut Criterion) {
         // The yardstick of the target: what serde_json alone costs.
         group.bench_function("decode_serde", |b| {
             b.iter(|| serde_json::from_slice::<PoolStatus>(black_box(status.as_bytes())).unwrap())
+        });
+        // The client crate's decoder: the specialised scanner, serde's result.
+        group.bench_function("decode_specialised", |b| {
+            b.iter(|| PoolStatus::from_slice(black_box(status.as_bytes())).unwrap())
         });
         for (name, format) in [
             ("translate_encode_text", Format::PrometheusText),
@@ -245,6 +251,52 @@ fn derived_history(c: &mut Criterion) {
     });
 }
 
+/// The answer's compression at each level worth considering, with the
+/// compressed sizes printed (the figures behind the levels and threshold
+/// in src/exposition/compress.rs).
+fn compression(c: &mut Criterion) {
+    use std::io::Write;
+    for n in [10, 100, 1_000, 10_000] {
+        let (status, health, metrics) = documents(n);
+        let body = encode_scrape(
+            &snapshot(&status, &health, &metrics),
+            &SourceCounters::default(),
+            &options(),
+            &[],
+            Format::PrometheusText,
+        );
+        let gzip = |level: u32| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            e.write_all(body.as_bytes()).unwrap();
+            e.finish().unwrap()
+        };
+        let zstd = |level: i32| zstd::bulk::compress(body.as_bytes(), level).unwrap();
+        let mut group = c.benchmark_group(format!("compress/{n}"));
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        for level in [1, 2, 6] {
+            eprintln!(
+                "compress/{n}: identity {} bytes, gzip level {level} {} bytes",
+                body.len(),
+                gzip(level).len()
+            );
+            group.bench_function(format!("gzip_{level}"), |b| {
+                b.iter(|| gzip(black_box(level)))
+            });
+        }
+        for level in [1, 3] {
+            eprintln!(
+                "compress/{n}: identity {} bytes, zstd level {level} {} bytes",
+                body.len(),
+                zstd(level).len()
+            );
+            group.bench_function(format!("zstd_{level}"), |b| {
+                b.iter(|| zstd(black_box(level)))
+            });
+        }
+        group.finish();
+    }
+}
+
 fn config() -> Criterion {
     // Two shared cores: short, many-sample runs; criterion reports the
     // median and its confidence interval.
@@ -257,6 +309,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = pipeline, parser, per_connection_families, derived_history
+    targets = pipeline, parser, per_connection_families, derived_history, compression
 }
 criterion_main!(benches);

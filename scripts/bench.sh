@@ -65,4 +65,13 @@ echo "==> end to end: the exporter against the limit"
 } >>"$report"
 cargo bench --locked --bench scrape_load -- $quick | tee -a "$report"
 
+echo "==> against a C-class limit: wrk (Debian), with and without compression"
+{
+  echo
+  echo "## Against wrk (one connection, p50), compressed and not"
+  echo
+} >>"$report"
+if [ -n "$quick" ]; then wrk_secs=2; else wrk_secs=10; fi
+scripts/bench-wrk.sh "$wrk_secs" | tee -a "$report"
+
 echo "==> report written to $report"

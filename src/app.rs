@@ -179,6 +179,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             config.pool_timeout,
         )
         .with_limits(config.limits)
+        .with_connection_filter(config.connections)
     });
     let listeners = if config.systemd_socket {
         systemd_listeners(|k| std::env::var(k).ok())?
@@ -200,7 +201,8 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         },
     );
     let collector = Collector::new(client, config.max_connections, config.pool_timeout)
-        .with_limits(config.limits);
+        .with_limits(config.limits)
+        .with_connection_filter(config.connections);
     let settings = web.as_ref().map(|w| w.settings());
     for listener in &listeners {
         tracing::info!(

@@ -110,6 +110,9 @@ pub struct Args {
     /// longest label value exported, in bytes; longer values from the pool are truncated and counted (default 1024)
     #[argh(option)]
     pub collector_max_label_value_length: Option<String>,
+    /// which listed connections get per-connection series: all, used (an error, reconnect or latency sample) or none (default all)
+    #[argh(option)]
+    pub collector_connections: Option<String>,
     /// log level: error, warn, info or debug (default info)
     #[argh(option)]
     pub log_level: Option<String>,
@@ -156,6 +159,7 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--monitor.interval",
     "--collector.max-native-series",
     "--collector.max-label-value-length",
+    "--collector.connections",
     "--log.level",
     "--log.format",
     "--demo.model",
@@ -199,6 +203,7 @@ pub struct Config {
     pub api: ApiFlags,
     /// Limits on what the pool's documents may make the exporter hold.
     pub limits: crate::scrape::Limits,
+    pub connections: crate::scrape::translate::ConnectionFilter,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     /// Run against a built-in simulated pool of this model.
@@ -522,6 +527,12 @@ impl Config {
                     },
                 )?,
             },
+            connections: flag_or(
+                "--collector.connections",
+                &args.collector_connections,
+                Default::default(),
+                str::parse,
+            )?,
             log_level: flag_or("--log.level", &args.log_level, LogLevel::Info, str::parse)?,
             log_format: flag_or(
                 "--log.format",
@@ -817,6 +828,10 @@ mod tests {
             (
                 &["--collector.max-connections", "-1"][..],
                 "--collector.max-connections",
+            ),
+            (
+                &["--collector.connections", "some"][..],
+                "--collector.connections",
             ),
         ] {
             let err = parse(args).unwrap_err();

@@ -1,5 +1,5 @@
 //! secure-channel-exporter: makes a SecureChannelPool observable with
-//! Prometheus. See README.md for usage and DESIGN.md for the architecture.
+//! Prometheus. See README.md for usage and docs/architecture.md for the architecture.
 
 pub mod app;
 pub mod cli;

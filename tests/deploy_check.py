@@ -29,9 +29,15 @@ deployment = next(d for d in docs if d["kind"] == "Deployment")
 container = next(c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "exporter")
 unknown = [f for f in flags_in(container["args"]) if f not in known]
 check("sidecar flags exist", not unknown, str(unknown))
-check("sidecar probes /health and /ready",
+# kubelet probes send no credentials: with basic_auth_users set, only the
+# public /health answers them.
+check("sidecar probes use /health (works with basic auth)",
       container["livenessProbe"]["httpGet"]["path"] == "/health"
-      and container["readinessProbe"]["httpGet"]["path"] == "/ready")
+      and container["readinessProbe"]["httpGet"]["path"] == "/health")
+pod_spec = deployment["spec"]["template"]["spec"]
+check("seccompProfile RuntimeDefault (restricted Pod Security Standard)",
+      pod_spec.get("securityContext", {}).get("seccompProfile", {}).get("type") == "RuntimeDefault"
+      and container["securityContext"].get("seccompProfile", {}).get("type") == "RuntimeDefault")
 check("sidecar token comes from a file", any(a.startswith("--pool.auth-token-file=") for a in container["args"]))
 check("sidecar runs read-only and non-root",
       container["securityContext"]["readOnlyRootFilesystem"] and container["securityContext"]["runAsNonRoot"])

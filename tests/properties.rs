@@ -228,7 +228,7 @@ proptest! {
             health: SourceOutcome { result: Ok(serde_json::from_str(r#"{"status":"healthy"}"#).unwrap()), duration: Default::default() },
             metrics: SourceOutcome { result: Ok(parse("")), duration: Default::default() },
         };
-        let options = TranslateOptions { max_connections: max, fallback_endpoint: None, build: &BuildInfo::CURRENT, max_label_value_len: 1024 };
+        let options = TranslateOptions { max_connections: max, connections: Default::default(), fallback_endpoint: None, build: &BuildInfo::CURRENT, max_label_value_len: 1024 };
         let t = translate(&snapshot, &SourceCounters::default(), &options);
         for format in [Format::PrometheusText, Format::OpenMetrics] {
             let text = encode(&t.own, format);

@@ -1,5 +1,8 @@
-//! Any bytes as the pool's status document: no panic, and a document that
-//! decodes always translates into a readable exposition.
+//! Any bytes as the pool's status document: no panic; the specialised
+//! decoder (`PoolStatus::from_slice`) gives serde_json's result exactly (the
+//! same value on every input serde accepts, an error on every input it
+//! rejects); and a document that decodes always translates into a readable
+//! exposition.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,7 +13,16 @@ use secure_channel_exporter::scrape::translate::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(status) = serde_json::from_slice::<PoolStatus>(data) else {
+    let serde = serde_json::from_slice::<PoolStatus>(data);
+    let fast = PoolStatus::from_slice(data);
+    // Debug, so that an integer and a string id with the same text, or -0
+    // and 0, differ.
+    match (&serde, &fast) {
+        (Ok(a), Ok(b)) => assert_eq!(format!("{a:?}"), format!("{b:?}")),
+        (Err(_), Err(_)) => {}
+        _ => panic!("serde {serde:?} vs specialised {fast:?}"),
+    }
+    let Ok(status) = fast else {
         return;
     };
     let snapshot = Snapshot {
@@ -29,6 +41,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let options = TranslateOptions {
         max_connections: 16,
+        connections: Default::default(),
         fallback_endpoint: None,
         build: &BuildInfo::CURRENT,
         max_label_value_len: 1024,

@@ -76,6 +76,8 @@ families! {
         "Fetches of this pool document since the exporter started.";
     EXPORTER_SOURCE_FAILURES_TOTAL = "secure_channel_exporter_source_failures_total", Counter,
         "Failed fetches of this pool document since the exporter started, by reason.";
+    EXPORTER_SCRAPE_ANSWERS_TOTAL = "secure_channel_exporter_scrape_answers_total", Counter,
+        "Answers to /metrics and /probe since the exporter started, by content encoding (identity, gzip, zstd); an answer shows the count as it stood before itself.";
     EXPORTER_CONNECTIONS_OMITTED = "secure_channel_exporter_connections_omitted", Gauge,
         "Connections left out of this scrape by --collector.max-connections.";
     EXPORTER_NATIVE_FAMILIES_DROPPED = "secure_channel_exporter_native_families_dropped", Gauge,

@@ -19,13 +19,15 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exposition::{Format, ParseLimits};
+use crate::exposition::compress::MIN_COMPRESS_BYTES;
+use crate::exposition::{Encoding, Format, ParseLimits};
 use crate::pool::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::scrape::derived::PoolHistory;
 use crate::scrape::self_metrics::SourceMetrics;
 use crate::scrape::translate::{
-    encode_scrape, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
+    encode_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
+    TranslateOptions,
 };
 use crate::scrape::Limits;
 
@@ -36,6 +38,7 @@ pub struct Collector {
     client: PoolClient,
     max_connections: usize,
     limits: Limits,
+    connections: ConnectionFilter,
     pool_timeout: Duration,
     counters: Mutex<SourceCounters>,
     sources: SourceMetrics,
@@ -64,7 +67,7 @@ pub struct Collected {
     /// Scrapes answered with it; a lone scrape skips the shared rendering.
     sharers: usize,
     /// One per format, reused while the counters and fallback endpoint it
-    /// was made with still hold.
+    /// was made with still hold, with its compressed forms.
     rendered: Mutex<[Option<Rendered>; 2]>,
 }
 
@@ -74,7 +77,9 @@ struct Rendered {
     /// `SourceMetrics::generation` when it was rendered.
     sources: u64,
     trailing: String,
-    body: Arc<String>,
+    body: Bytes,
+    /// gzip and zstd, each made by the first scrape that asked for it.
+    compressed: [Option<Bytes>; 2],
 }
 
 impl Collected {
@@ -92,15 +97,6 @@ impl Deref for Collected {
     type Target = Snapshot;
     fn deref(&self) -> &Snapshot {
         &self.snapshot
-    }
-}
-
-/// Lets a rendering shared by several responses be sent without a copy.
-struct SharedBody(Arc<String>);
-
-impl AsRef<[u8]> for SharedBody {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
     }
 }
 
@@ -142,6 +138,7 @@ impl Collector {
             client,
             max_connections,
             limits: Limits::DEFAULT,
+            connections: ConnectionFilter::All,
             pool_timeout,
             counters: Mutex::new(SourceCounters::default()),
             sources: SourceMetrics::default(),
@@ -160,12 +157,23 @@ impl Collector {
         self
     }
 
+    /// Which connections get per-connection series (`--collector.connections`).
+    pub fn with_connection_filter(mut self, filter: ConnectionFilter) -> Self {
+        self.connections = filter;
+        self
+    }
+
     pub fn pool_url(&self) -> &str {
         self.client.display_base()
     }
 
     pub fn pool_timeout(&self) -> Duration {
         self.pool_timeout
+    }
+
+    /// Counts an answer sent in `encoding`.
+    pub fn count_answer(&self, encoding: Encoding) {
+        self.sources.count_answer(encoding);
     }
 
     /// The pool's three documents for a scrape that must be answered by
@@ -311,21 +319,30 @@ impl Collector {
             let (counters, fallback) = self.render_inputs();
             return self.encode(collected, &counters, fallback.as_deref(), format, "");
         }
-        String::clone(&self.render_shared(collected, format, ""))
+        let (body, _) = self.render_shared(collected, format, "", Encoding::Identity);
+        String::from_utf8(body.to_vec()).expect("the encoder writes UTF-8")
     }
 
     /// `render` (test-only) with `trailing` text (families already
-    /// encoded in `format`) appended before OpenMetrics' `# EOF`, without a
-    /// copy of the text: the scrapes that joined one fetch send the same
-    /// buffer. Under 64 concurrent scrapes of a 10,000-connection pool that
-    /// is one 4 MiB body instead of 64.
-    pub fn render_bytes(&self, collected: &Collected, format: Format, trailing: &str) -> Bytes {
+    /// encoded in `format`) appended before OpenMetrics' `# EOF`, in
+    /// `encoding` when the body is large enough to gain from it, without a
+    /// copy: the scrapes that joined one fetch send the same buffer, and
+    /// it is compressed once per coding between them. Under 64 concurrent
+    /// scrapes of a 10,000-connection pool that is one 4 MiB body (and one
+    /// compression) instead of 64. Returns the coding actually used.
+    pub fn render_bytes(
+        &self,
+        collected: &Collected,
+        format: Format,
+        trailing: &str,
+        encoding: Encoding,
+    ) -> (Bytes, Encoding) {
         if collected.sharers == 1 {
             let (counters, fallback) = self.render_inputs();
             let body = self.encode(collected, &counters, fallback.as_deref(), format, trailing);
-            return Bytes::from(body);
+            return compressed(Bytes::from(body), encoding);
         }
-        Bytes::from_owner(SharedBody(self.render_shared(collected, format, trailing)))
+        self.render_shared(collected, format, trailing, encoding)
     }
 
     fn render_inputs(&self) -> (SourceCounters, Option<String>) {
@@ -352,6 +369,7 @@ impl Collector {
     ) -> String {
         let options = TranslateOptions {
             max_connections: self.max_connections,
+            connections: self.connections,
             fallback_endpoint: fallback,
             build: &BuildInfo::CURRENT,
             max_label_value_len: self.limits.max_label_value_len,
@@ -376,32 +394,50 @@ impl Collector {
         body
     }
 
-    fn render_shared(&self, collected: &Collected, format: Format, trailing: &str) -> Arc<String> {
+    fn render_shared(
+        &self,
+        collected: &Collected,
+        format: Format,
+        trailing: &str,
+        encoding: Encoding,
+    ) -> (Bytes, Encoding) {
         let (counters, fallback) = self.render_inputs();
         let sources = self.sources.generation();
-        // Held while rendering, so that scrapes of one fetch render it once
-        // between them rather than each in turn.
+        // Held while rendering and compressing, so that scrapes of one fetch
+        // render and compress it once between them rather than each in turn.
         let mut rendered = collected.rendered.lock().unwrap_or_else(|e| e.into_inner());
         let slot = &mut rendered[usize::from(format == Format::OpenMetrics)];
-        if let Some(done) = slot {
-            if done.counters == counters
+        let current = slot.as_ref().is_some_and(|done| {
+            done.counters == counters
                 && done.fallback == fallback
                 && done.sources == sources
                 && done.trailing == trailing
-            {
-                return done.body.clone();
-            }
-        }
-        let body =
-            Arc::new(self.encode(collected, &counters, fallback.as_deref(), format, trailing));
-        *slot = Some(Rendered {
-            counters,
-            fallback,
-            sources,
-            trailing: trailing.to_owned(),
-            body: body.clone(),
         });
-        body
+        if !current {
+            let body = self.encode(collected, &counters, fallback.as_deref(), format, trailing);
+            *slot = Some(Rendered {
+                counters,
+                fallback,
+                sources,
+                trailing: trailing.to_owned(),
+                body: Bytes::from(body),
+                compressed: [None, None],
+            });
+        }
+        let done = slot.as_mut().expect("filled above");
+        let index = match encoding {
+            Encoding::Identity => return (done.body.clone(), Encoding::Identity),
+            Encoding::Gzip => 0,
+            Encoding::Zstd => 1,
+        };
+        if let Some(body) = &done.compressed[index] {
+            return (body.clone(), encoding);
+        }
+        let (body, used) = compressed(done.body.clone(), encoding);
+        if used == encoding {
+            done.compressed[index] = Some(body.clone());
+        }
+        (body, used)
     }
 
     /// Ready when the latest status fetch succeeded; a result older than
@@ -431,6 +467,21 @@ impl Collector {
             pool_url: self.pool_url().to_owned(),
             reason: check.error,
             checked_seconds_ago: check.at.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// `body` in `encoding`, or as it is when it is too small to gain from it
+/// (or, in theory, the encoder failed).
+fn compressed(body: Bytes, encoding: Encoding) -> (Bytes, Encoding) {
+    if encoding == Encoding::Identity || body.len() < MIN_COMPRESS_BYTES {
+        return (body, Encoding::Identity);
+    }
+    match encoding.compress(&body) {
+        Ok(small) => (small, encoding),
+        Err(e) => {
+            tracing::warn!(encoding = encoding.as_str(), error = %e, "compression failed; answering uncompressed");
+            (body, Encoding::Identity)
         }
     }
 }
@@ -535,21 +586,39 @@ mod tests {
         assert_eq!(first.sharers, 16);
 
         let text = c.render(&first, Format::PrometheusText);
-        let shared = c.render_bytes(&first, Format::PrometheusText, "");
+        let (shared, _) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Identity);
         assert_eq!(text.as_bytes(), &shared[..]);
-        let again = c.render_bytes(&first, Format::PrometheusText, "");
+        let (again, _) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Identity);
         assert_eq!(
             shared.as_ptr(),
             again.as_ptr(),
             "one buffer for all joiners"
         );
         let extra = "# HELP x h\n# TYPE x counter\nx_total 1\n";
-        let om = c.render_bytes(&first, Format::OpenMetrics, extra);
+        let (om, _) = c.render_bytes(&first, Format::OpenMetrics, extra, Encoding::Identity);
         assert!(om.ends_with(b"# HELP x h\n# TYPE x counter\nx_total 1\n# EOF\n"));
         assert!(
             text.contains("secure_channel_exporter_source_requests_total{source=\"status\"} 1\n")
         );
         assert!(c.render(&first, Format::OpenMetrics).ends_with("# EOF\n"));
+
+        // Compressed once per coding between the joiners, and the same text.
+        let (gz, used) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Gzip);
+        assert_eq!(used, Encoding::Gzip);
+        let (gz_again, _) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Gzip);
+        assert_eq!(
+            gz.as_ptr(),
+            gz_again.as_ptr(),
+            "one compression for all joiners"
+        );
+        let mut unzipped = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, text);
+        let (zs, used) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Zstd);
+        assert_eq!(used, Encoding::Zstd);
+        assert_eq!(zstd::stream::decode_all(&zs[..]).unwrap(), text.as_bytes());
+        assert!(zs.len() * 4 < text.len() && gz.len() * 4 < text.len());
 
         // Arriving after it completed: a fetch of its own, never the old one.
         pool.slow(0);
@@ -561,6 +630,19 @@ mod tests {
         assert!(c
             .render(&first, Format::PrometheusText)
             .contains("secure_channel_exporter_source_requests_total{source=\"status\"} 2\n"));
+    }
+
+    #[test]
+    fn small_answers_are_not_compressed() {
+        let small = Bytes::from_static(b"secure_channel_up 1\n");
+        assert_eq!(
+            compressed(small.clone(), Encoding::Gzip),
+            (small, Encoding::Identity)
+        );
+        let big = Bytes::from(vec![b'a'; MIN_COMPRESS_BYTES]);
+        let (body, used) = compressed(big, Encoding::Zstd);
+        assert_eq!(used, Encoding::Zstd);
+        assert!(body.len() < 100);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,6 +11,7 @@ use reqwest::Url;
 
 use crate::pool::PoolClient;
 use crate::scrape::collector::Collector;
+use crate::scrape::translate::ConnectionFilter;
 use crate::scrape::Limits;
 
 /// Most per-target collectors kept (each holds its own counters).
@@ -195,6 +196,7 @@ pub struct Probe {
     allowed: Vec<TargetPattern>,
     template: PoolClient,
     max_connections: usize,
+    connections: ConnectionFilter,
     pool_timeout: Duration,
     limits: Limits,
     collectors: Mutex<HashMap<String, Arc<Collector>>>,
@@ -211,6 +213,7 @@ impl Probe {
             allowed,
             template,
             max_connections,
+            connections: ConnectionFilter::All,
             pool_timeout,
             limits: Limits::DEFAULT,
             collectors: Mutex::new(HashMap::new()),
@@ -220,6 +223,12 @@ impl Probe {
     /// Bounds on what a probed pool may make the exporter hold.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Which connections of probed pools get series (`--collector.connections`).
+    pub fn with_connection_filter(mut self, filter: ConnectionFilter) -> Self {
+        self.connections = filter;
         self
     }
 
@@ -246,7 +255,8 @@ impl Probe {
             .map_err(|e| ProbeError::InvalidTarget(key.clone(), e.to_string()))?;
         let collector = Arc::new(
             Collector::new(client, self.max_connections, self.pool_timeout)
-                .with_limits(self.limits),
+                .with_limits(self.limits)
+                .with_connection_filter(self.connections),
         );
         collectors.insert(key, collector.clone());
         Ok(collector)

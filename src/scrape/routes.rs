@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT, CACHE_CONTROL};
+use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, CACHE_CONTROL, CONTENT_ENCODING, VARY};
 use hyper::{Request, Response, StatusCode};
 use tokio::time::Instant;
 
 use super::collector::Collector;
 use super::probe::{Probe, ProbeError};
-use crate::exposition::{negotiate, Format};
+use crate::exposition::{negotiate, negotiate_encoding, Encoding, Format};
 use crate::http::{respond, text, Body};
 
 /// Floor for a scrape deadline, so a tiny scrape timeout still tries.
@@ -39,10 +39,10 @@ pub fn scrape_budget(
     budget.max(MIN_SCRAPE_BUDGET).min(pool_timeout)
 }
 
-/// One scrape of `collector` in the negotiated format, with the families
-/// `extra` writes in that format appended. Scrapes that shared one pool
-/// fetch also share the rendered body (no per-response copy of a
-/// multi-megabyte answer).
+/// One scrape of `collector` in the negotiated format and content coding,
+/// with the families `extra` writes in that format appended. Scrapes that
+/// shared one pool fetch also share the rendered body and its compressed
+/// forms (no per-response copy or compression of a multi-megabyte answer).
 pub async fn metrics(
     collector: &Collector,
     req: &Request<Incoming>,
@@ -55,11 +55,25 @@ pub async fn metrics(
         collector.pool_timeout(),
     );
     let format = negotiate(req.headers().get(ACCEPT).and_then(|h| h.to_str().ok()));
+    let encoding = negotiate_encoding(
+        req.headers()
+            .get(ACCEPT_ENCODING)
+            .and_then(|h| h.to_str().ok()),
+    );
     let collected = collector.collect(Instant::now() + budget).await;
-    let body = collector.render_bytes(&collected, format, &extra(format));
+    let (body, encoding) = collector.render_bytes(&collected, format, &extra(format), encoding);
+    collector.count_answer(encoding);
     let mut resp = respond(StatusCode::OK, format.content_type(), body);
-    resp.headers_mut()
-        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = resp.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Caches must not hand a gzip answer to a client that did not ask.
+    headers.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    if encoding != Encoding::Identity {
+        headers.insert(
+            CONTENT_ENCODING,
+            HeaderValue::from_static(encoding.as_str()),
+        );
+    }
     resp
 }
 

@@ -14,13 +14,18 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::catalogue::{self, FamilyDef};
-use crate::exposition::Format;
+use crate::exposition::{Encoding, Format};
 use crate::http::WebStats;
 use crate::pool::{Document, FailureReason};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
     source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EncodingLabels {
+    encoding: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +62,7 @@ pub struct SourceMetrics {
     registry: Registry,
     requests: Family<SourceLabels, Counter>,
     failures: Family<FailureLabels, Counter>,
+    answers: Family<EncodingLabels, Counter>,
     /// Bumped on every change, so a rendering can tell it is still current.
     generation: AtomicU64,
 }
@@ -66,6 +72,7 @@ impl Default for SourceMetrics {
         let mut registry = Registry::default();
         let requests = Family::<SourceLabels, Counter>::default();
         let failures = Family::<FailureLabels, Counter>::default();
+        let answers = Family::<EncodingLabels, Counter>::default();
         register(
             &mut registry,
             &catalogue::EXPORTER_SOURCE_REQUESTS_TOTAL,
@@ -76,6 +83,16 @@ impl Default for SourceMetrics {
             &catalogue::EXPORTER_SOURCE_FAILURES_TOTAL,
             failures.clone(),
         );
+        register(
+            &mut registry,
+            &catalogue::EXPORTER_SCRAPE_ANSWERS_TOTAL,
+            answers.clone(),
+        );
+        for encoding in Encoding::ALL {
+            let _ = answers.get_or_create(&EncodingLabels {
+                encoding: encoding.as_str(),
+            });
+        }
         // Every pair exists from the start, at 0, so rate() sees the first
         // failure rather than a series appearing.
         for doc in Document::ALL {
@@ -93,6 +110,7 @@ impl Default for SourceMetrics {
             registry,
             requests,
             failures,
+            answers,
             generation: AtomicU64::new(0),
         }
     }
@@ -115,6 +133,17 @@ impl SourceMetrics {
                 .inc();
         }
         self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Counts an answer sent in `encoding`. The shared rendering is not
+    /// redone for it (no generation bump): an answer shows the count as it
+    /// stood when its body was rendered, without itself.
+    pub fn count_answer(&self, encoding: Encoding) {
+        self.answers
+            .get_or_create(&EncodingLabels {
+                encoding: encoding.as_str(),
+            })
+            .inc();
     }
 
     /// Fetches of each document so far, in `Document::ALL` order.

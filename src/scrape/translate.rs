@@ -89,10 +89,55 @@ impl BuildInfo {
     };
 }
 
+/// Which listed connections get per-connection series
+/// (`--collector.connections`).
+///
+/// Connection ids never repeat within a pool process, so every connection
+/// the pool opens starts new series; the published pool lists only idle
+/// connections, all with zero errors, reconnects and latency samples,
+/// whose series say nothing the pool-level ones do not (docs/scale.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConnectionFilter {
+    /// Every listed connection (the default, as before).
+    #[default]
+    All,
+    /// Only connections with something to say: an error, a reconnect or
+    /// a latency sample.
+    Used,
+    /// No per-connection series; the pool-level ones stay.
+    None,
+}
+
+impl ConnectionFilter {
+    pub fn admits(self, c: &Connection) -> bool {
+        match self {
+            ConnectionFilter::All => true,
+            ConnectionFilter::Used => {
+                c.errors != 0.0 || c.reconnects != 0.0 || c.p95_latency_ms.is_some_and(|p| p != 0.0)
+            }
+            ConnectionFilter::None => false,
+        }
+    }
+}
+
+impl std::str::FromStr for ConnectionFilter {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Self::All),
+            "used" => Ok(Self::Used),
+            "none" => Ok(Self::None),
+            _ => Err("expected all, used or none".into()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TranslateOptions<'a> {
     /// Most connection series per scrape; the worst connections are kept.
     pub max_connections: usize,
+    /// Which connections may have series at all (before `max_connections`).
+    pub connections: ConnectionFilter,
     /// `endpoint` to use when no document of this scrape names it.
     pub fallback_endpoint: Option<&'a str>,
     pub build: &'a BuildInfo,
@@ -224,7 +269,11 @@ impl<'a> Parts<'a> {
             truncated += pool_families(status, max_len, &mut head);
             let (unique, dropped) = dedupe_connections(&status.connections, max_len);
             duplicates = dropped;
-            let (kept, left_out) = select_connections(unique, options.max_connections);
+            let admitted = unique
+                .into_iter()
+                .filter(|c| options.connections.admits(c))
+                .collect();
+            let (kept, left_out) = select_connections(admitted, options.max_connections);
             omitted = left_out;
             truncated += kept
                 .iter()
@@ -820,6 +869,7 @@ mod tests {
     fn options(max: usize) -> TranslateOptions<'static> {
         TranslateOptions {
             max_connections: max,
+            connections: ConnectionFilter::All,
             fallback_endpoint: None,
             build: &BuildInfo::CURRENT,
             max_label_value_len: 1024,
@@ -1307,6 +1357,7 @@ mod tests {
                 for fallback in [None, Some("fallback:1")] {
                     let options = TranslateOptions {
                         max_connections: max,
+                        connections: ConnectionFilter::All,
                         fallback_endpoint: fallback,
                         build: &BuildInfo::CURRENT,
                         max_label_value_len: 1024,

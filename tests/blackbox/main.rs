@@ -4,6 +4,7 @@ mod adversarial;
 mod certs;
 mod cli;
 mod common;
+mod compression;
 mod faults;
 mod lifecycle;
 mod listen;

@@ -153,9 +153,13 @@ fn broken_web_config_is_a_start_up_error_naming_the_field() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    // A setting that cannot work: exit 2, one line naming the flag and
+    // the field.
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tls_server_config.cert_file"), "{stderr}");
+    assert!(stderr.contains("--web.config.file"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
 
 struct TlsSetup {

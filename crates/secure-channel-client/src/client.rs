@@ -510,7 +510,9 @@ impl PoolClient {
 
     /// The status document, within `deadline`.
     pub async fn status_until(&self, deadline: Instant) -> Result<PoolStatus, Error> {
-        self.fetch(Document::Status, deadline).await?.json()
+        let fetched = self.fetch(Document::Status, deadline).await?;
+        // The specialised decoder: serde's result, several times faster.
+        PoolStatus::from_slice(&fetched.body).map_err(|e| Error::decode(&fetched.url, &e))
     }
 
     /// The health document, within the default timeout.

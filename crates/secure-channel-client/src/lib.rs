@@ -137,6 +137,7 @@ mod error;
 mod model;
 mod monitor;
 mod retry;
+mod scan;
 mod token;
 
 pub use breaker::{CircuitBreaker, CircuitState};
