@@ -53,7 +53,7 @@ pub struct Args {
     /// largest pool response body accepted, e.g. 8MiB or 500KB (default 8MiB)
     #[argh(option)]
     pub pool_max_body_size: Option<String>,
-    /// address to listen on: host:port, [ipv6]:port, or :port for every interface, IPv6 and IPv4 (default :10090); repeat the flag to listen on several
+    /// address to listen on: host:port (an IPv6 host in brackets), or :port for every interface, IPv6 and IPv4 (default :10090); repeat the flag to listen on several
     #[argh(option)]
     pub web_listen_address: Vec<String>,
     /// take the listening sockets from systemd socket activation instead of --web.listen-address (Linux)
