@@ -172,19 +172,29 @@ impl PoolClient {
         limits: ParseLimits,
     ) -> Result<ParsedExposition, FetchError> {
         let fetched = self.inner.fetch(Document::Metrics, deadline).await?;
-        let text = String::from_utf8_lossy(fetched.body());
-        let parsed = exposition::parse_limited(&text, limits);
-        if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
-            return Err(FetchError::Decode {
-                url: fetched.url().to_owned(),
-                detail: format!(
-                    "no readable sample in {} lines of text exposition",
-                    parsed.skipped_lines
-                ),
-                line: 0,
-                column: 0,
-            });
-        }
-        Ok(parsed)
+        parse_native(&fetched, limits)
     }
+}
+
+/// A fetched native exposition, parsed within `limits`. A body with content
+/// but no readable sample (an HTML error page, garbage) is a decode
+/// failure. The scrape path and the REST API both read it this way.
+pub fn parse_native(
+    fetched: &secure_channel_client::Fetched,
+    limits: ParseLimits,
+) -> Result<ParsedExposition, FetchError> {
+    let text = String::from_utf8_lossy(fetched.body());
+    let parsed = exposition::parse_limited(&text, limits);
+    if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
+        return Err(FetchError::Decode {
+            url: fetched.url().to_owned(),
+            detail: format!(
+                "no readable sample in {} lines of text exposition",
+                parsed.skipped_lines
+            ),
+            line: 0,
+            column: 0,
+        });
+    }
+    Ok(parsed)
 }

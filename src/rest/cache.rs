@@ -24,7 +24,6 @@ use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::native::{self, NativeSummary};
-use crate::exposition;
 use crate::scrape::derived::PoolHistory;
 
 /// How far back the rates of `/stats` and `/health` look.
@@ -530,23 +529,14 @@ impl SnapshotCache {
         true
     }
 
-    /// The native exposition as sent; a body without one readable sample
-    /// (an HTML error page, garbage) is a decode failure.
+    /// The native exposition as sent, and a summary of it read within the
+    /// scrape path's default limits (a hostile exposition cannot make the
+    /// API hold more than a scrape would).
     async fn native(&self, deadline: Instant) -> Result<NativeDoc, ClientError> {
         let fetched = self.client.fetch(Document::Metrics, deadline).await?;
+        let parsed =
+            crate::pool::client::parse_native(&fetched, crate::scrape::Limits::DEFAULT.parse())?;
         let text = fetched.text()?.to_owned();
-        let parsed = exposition::parse(&text);
-        if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
-            return Err(ClientError::Decode {
-                url: fetched.url().to_owned(),
-                detail: format!(
-                    "no readable sample in {} lines of text exposition",
-                    parsed.skipped_lines
-                ),
-                line: 0,
-                column: 0,
-            });
-        }
         let summary = native::summarize(&parsed);
         Ok(NativeDoc { text, summary })
     }

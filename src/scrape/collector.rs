@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::exposition::compress::MIN_COMPRESS_BYTES;
-use crate::exposition::{Encoding, Format, ParseLimits};
+use crate::exposition::{Encoding, Format};
 use crate::pool::{Document, FailureReason};
 use crate::pool::{FetchError, PoolClient};
 use crate::scrape::derived::PoolHistory;
@@ -242,13 +242,7 @@ impl Collector {
         let (status, health, metrics) = tokio::join!(
             timed(self.client.status(deadline)),
             timed(self.client.health(deadline)),
-            timed(self.client.metrics(
-                deadline,
-                ParseLimits {
-                    max_samples: self.limits.max_native_series,
-                    max_value_len: self.limits.max_label_value_len,
-                }
-            )),
+            timed(self.client.metrics(deadline, self.limits.parse())),
         );
         let snapshot = Snapshot {
             status: self.record(Document::Status, status),

@@ -38,6 +38,16 @@ impl Limits {
     };
 }
 
+impl Limits {
+    /// What the native-exposition parser may keep.
+    pub fn parse(self) -> crate::exposition::ParseLimits {
+        crate::exposition::ParseLimits {
+            max_samples: self.max_native_series,
+            max_value_len: self.max_label_value_len,
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Self::DEFAULT
