@@ -23,49 +23,24 @@ pub type FetchError = secure_channel_client::Error;
 /// that cannot be used, a server name that does not resolve).
 pub type ClientBuildError = secure_channel_client::Error;
 
-/// Why a fetch failed, as the `reason` label of the failure counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureReason {
-    Connect,
-    Timeout,
-    Status,
-    Unauthorized,
-    TooLarge,
-    Decode,
-}
+/// Why a fetch failed, as the `reason` label of the failure counter: the
+/// client crate's fetch kinds (`connect`, `timeout`, `status`,
+/// `unauthorized`, `too_large`, `decode`), one vocabulary for both.
+pub use secure_channel_client::ErrorKind as FailureReason;
 
-impl FailureReason {
-    pub const ALL: [FailureReason; 6] = [
-        Self::Connect,
-        Self::Timeout,
-        Self::Status,
-        Self::Unauthorized,
-        Self::TooLarge,
-        Self::Decode,
-    ];
+/// Every `reason` a failed fetch can have, in label order.
+pub const FAILURE_REASONS: [FailureReason; 6] = ErrorKind::FETCH;
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Connect => "connect",
-            Self::Timeout => "timeout",
-            Self::Status => "status",
-            Self::Unauthorized => "unauthorized",
-            Self::TooLarge => "too_large",
-            Self::Decode => "decode",
-        }
-    }
-
-    /// The label for a failed fetch. A token file that cannot be read (and
-    /// never could) leaves the request without its token: `unauthorized`.
-    pub fn of(error: &FetchError) -> Self {
-        match error.kind() {
-            ErrorKind::Connect | ErrorKind::CircuitOpen => Self::Connect,
-            ErrorKind::Timeout => Self::Timeout,
-            ErrorKind::Unauthorized | ErrorKind::Config => Self::Unauthorized,
-            ErrorKind::TooLarge => Self::TooLarge,
-            ErrorKind::Decode => Self::Decode,
-            _ => Self::Status,
-        }
+/// The label for a failed fetch: the error's own kind when it is one of
+/// the six. An open circuit is a pool that could not be reached, and a
+/// token file that cannot be read (and never could) leaves the request
+/// without its token: `unauthorized`.
+pub fn failure_reason(error: &FetchError) -> FailureReason {
+    match error.kind() {
+        ErrorKind::CircuitOpen => ErrorKind::Connect,
+        ErrorKind::Config => ErrorKind::Unauthorized,
+        kind if FAILURE_REASONS.contains(&kind) => kind,
+        _ => ErrorKind::Status,
     }
 }
 

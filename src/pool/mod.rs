@@ -4,7 +4,9 @@
 
 pub mod client;
 
-pub use client::{FailureReason, FetchError, PoolClient, PoolClientConfig};
+pub use client::{
+    failure_reason, FailureReason, FetchError, PoolClient, PoolClientConfig, FAILURE_REASONS,
+};
 pub use secure_channel_client::{
     Connection, ConnectionId, Document, Health, PoolStatus, Timestamp,
 };

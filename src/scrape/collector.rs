@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use crate::exposition::compress::MIN_COMPRESS_BYTES;
 use crate::exposition::{Encoding, Format};
-use crate::pool::{Document, FailureReason};
+use crate::pool::{failure_reason, Document};
 use crate::pool::{FetchError, PoolClient};
 use crate::scrape::derived::PoolHistory;
 use crate::scrape::self_metrics::SourceMetrics;
@@ -273,9 +273,9 @@ impl Collector {
         (result, duration): (Result<T, FetchError>, Duration),
     ) -> SourceOutcome<T> {
         self.sources
-            .record(doc, result.as_ref().err().map(FailureReason::of));
+            .record(doc, result.as_ref().err().map(failure_reason));
         if let Err(e) = &result {
-            let reason = FailureReason::of(e).as_str();
+            let reason = failure_reason(e).as_str();
             let url = self.client.display_url(doc);
             // A pool that fails every scrape would otherwise write three
             // such lines per scrape.
@@ -294,7 +294,7 @@ impl Collector {
             self.note_status(result.as_ref().err().map(ToString::to_string));
         }
         SourceOutcome {
-            result: result.map_err(|e| FailureReason::of(&e)),
+            result: result.map_err(|e| failure_reason(&e)),
             duration,
         }
     }
@@ -652,7 +652,7 @@ mod tests {
         assert!(took < Duration::from_millis(1000), "waited {took:?}");
         assert_eq!(
             short.status.result.as_ref().err(),
-            Some(&FailureReason::Timeout)
+            Some(&crate::pool::FailureReason::Timeout)
         );
         // Its own fetch reached the pool; fetches are counted as they end.
         assert_eq!(pool.requests(), [2, 2, 2]);

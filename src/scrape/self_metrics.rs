@@ -16,7 +16,7 @@ use prometheus_client::registry::Registry;
 use super::catalogue::{self, FamilyDef};
 use crate::exposition::{Encoding, Format};
 use crate::http::WebStats;
-use crate::pool::{Document, FailureReason};
+use crate::pool::{Document, FailureReason, FAILURE_REASONS};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct SourceLabels {
@@ -99,7 +99,7 @@ impl Default for SourceMetrics {
             let _ = requests.get_or_create(&SourceLabels {
                 source: doc.as_str(),
             });
-            for reason in FailureReason::ALL {
+            for reason in FAILURE_REASONS {
                 let _ = failures.get_or_create(&FailureLabels {
                     source: doc.as_str(),
                     reason: reason.as_str(),
