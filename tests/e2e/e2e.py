@@ -804,7 +804,7 @@ def run(args):
             # After a relay outage the pool's circuit breaker (5 failed handshakes) fails checkouts
             # for 60 s, unscaled: operations stop, so the outage comes after the phases that need
             # operations.
-            dict(name="relay outage on both (status and health hang; opens fail at each cleanup, on the returning pool once its listed connections reach max_lifetime)",
+            dict(name="relay outage on both (status and health hang; opens fail at each cleanup, on the busy returning pool its connections fail and must be reopened)",
                  inject=both(lambda p: p.fault("relay_outage")),
                  clear=both(Pool.clear_faults),
                  expect=[(p, a, None) for p in (pub, ret)
