@@ -3,68 +3,22 @@
 //! Pure: no I/O, no clocks, no globals, so it is unit-tested on fixtures and
 //! benchmarked on its own.
 
+mod connections;
+mod native;
+mod snapshot;
+
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
-use super::catalogue::{self, FamilyDef};
-use crate::exposition::encode::{escape_into, write_value, Encoder};
-use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
-use crate::pool::{Connection, Health, PoolStatus};
-use crate::pool::{Document, FailureReason};
+use super::catalogue;
+use crate::exposition::encode::Encoder;
+use crate::exposition::{Format, Label, MetricFamily};
+use crate::pool::PoolStatus;
 use crate::scrape::derived::DerivedCounters;
+use connections::{dedupe_connections, select_connections, ConnectionSeries};
+use native::{pass_through, NativeDrops};
 
-/// What one fetch of one document produced.
-#[derive(Debug)]
-pub struct SourceOutcome<T> {
-    pub result: Result<T, FailureReason>,
-    pub duration: Duration,
-}
-
-/// The three documents of one scrape.
-#[derive(Debug)]
-pub struct Snapshot {
-    pub status: SourceOutcome<PoolStatus>,
-    pub health: SourceOutcome<Health>,
-    pub metrics: SourceOutcome<ParsedExposition>,
-}
-
-impl Snapshot {
-    fn source_results(&self) -> [(Document, Option<FailureReason>, Duration); 3] {
-        [
-            (
-                Document::Status,
-                self.status.result.as_ref().err().copied(),
-                self.status.duration,
-            ),
-            (
-                Document::Health,
-                self.health.result.as_ref().err().copied(),
-                self.health.duration,
-            ),
-            (
-                Document::Metrics,
-                self.metrics.result.as_ref().err().copied(),
-                self.metrics.duration,
-            ),
-        ]
-    }
-
-    /// The pool's `endpoint`: from the status document, else from the
-    /// native metrics' const label.
-    pub fn endpoint(&self) -> Option<&str> {
-        if let Ok(status) = &self.status.result {
-            return Some(&status.endpoint);
-        }
-        let native = self.metrics.result.as_ref().ok()?;
-        native
-            .families
-            .iter()
-            .flat_map(|f| f.samples.first())
-            .find_map(|s| s.labels.iter().find(|(n, _)| n == "endpoint"))
-            .map(|(_, v)| v.as_str())
-    }
-}
+pub use connections::ConnectionFilter;
+pub use snapshot::{Snapshot, SourceOutcome};
 
 /// What earlier scrapes left for this one to render: the counters derived
 /// from successive status documents. (The fetch counters live in
@@ -87,49 +41,6 @@ impl BuildInfo {
         revision: env!("BUILD_REVISION"),
         rustc: env!("BUILD_RUSTC_VERSION"),
     };
-}
-
-/// Which listed connections get per-connection series
-/// (`--collector.connections`).
-///
-/// Connection ids never repeat within a pool process, so every connection
-/// the pool opens starts new series; the published pool lists only idle
-/// connections, all with zero errors, reconnects and latency samples,
-/// whose series say nothing the pool-level ones do not (docs/scale.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ConnectionFilter {
-    /// Every listed connection (the default, as before).
-    #[default]
-    All,
-    /// Only connections with something to say: an error, a reconnect or
-    /// a latency sample.
-    Used,
-    /// No per-connection series; the pool-level ones stay.
-    None,
-}
-
-impl ConnectionFilter {
-    pub fn admits(self, c: &Connection) -> bool {
-        match self {
-            ConnectionFilter::All => true,
-            ConnectionFilter::Used => {
-                c.errors != 0.0 || c.reconnects != 0.0 || c.p95_latency_ms.is_some_and(|p| p != 0.0)
-            }
-            ConnectionFilter::None => false,
-        }
-    }
-}
-
-impl std::str::FromStr for ConnectionFilter {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "all" => Ok(Self::All),
-            "used" => Ok(Self::Used),
-            "none" => Ok(Self::None),
-            _ => Err("expected all, used or none".into()),
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -393,362 +304,6 @@ fn pool_families(status: &PoolStatus, max_len: usize, out: &mut Vec<MetricFamily
     truncated
 }
 
-/// A per-connection family labelled `endpoint` and `connection_id`; its
-/// series is absent for a connection whose `value` is `None`.
-struct ConnectionFamily {
-    def: &'static FamilyDef,
-    value: fn(&Connection) -> Option<f64>,
-    /// Typical length of a value, to size the output buffer.
-    value_len: usize,
-}
-
-const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
-    ConnectionFamily {
-        def: &catalogue::CONNECTION_ERRORS_TOTAL,
-        value: |c| Some(c.errors),
-        value_len: 3,
-    },
-    ConnectionFamily {
-        def: &catalogue::CONNECTION_RECONNECTS_TOTAL,
-        value: |c| Some(c.reconnects),
-        value_len: 2,
-    },
-    ConnectionFamily {
-        def: &catalogue::CONNECTION_P95_LATENCY_SECONDS,
-        value: |c| c.p95_latency_ms.map(|v| v / 1000.0),
-        value_len: 6,
-    },
-    ConnectionFamily {
-        def: &catalogue::CONNECTION_LAST_ACTIVITY_TIMESTAMP_SECONDS,
-        value: |c| c.last_activity.map(|t| t.as_secs_f64()),
-        value_len: 17,
-    },
-    ConnectionFamily {
-        def: &catalogue::CONNECTION_HEALTHY,
-        value: |c| c.is_healthy.map(bool_value),
-        value_len: 1,
-    },
-];
-
-const CONNECTION_INFO: &FamilyDef = &catalogue::CONNECTION_INFO;
-
-/// The connections that survived the cap, with their pool's endpoint
-/// (already cut to `max_len`; ids and addresses are cut as written).
-struct ConnectionSeries<'a> {
-    endpoint: &'a str,
-    kept: Vec<&'a Connection>,
-    max_len: usize,
-}
-
-impl ConnectionSeries<'_> {
-    /// Every per-connection family, empty ones included.
-    fn families(&self) -> Vec<MetricFamily> {
-        let (endpoint, max_len) = (self.endpoint, self.max_len);
-        let labels = |conn: &Connection| {
-            vec![
-                l("endpoint", endpoint),
-                l("connection_id", cap(conn.connection_id.as_str(), max_len)),
-            ]
-        };
-        let mut out: Vec<MetricFamily> = CONNECTION_FAMILIES
-            .iter()
-            .map(|spec| {
-                let mut family = spec.def.family();
-                for conn in &self.kept {
-                    if let Some(v) = (spec.value)(conn) {
-                        family.push(labels(conn), v);
-                    }
-                }
-                family
-            })
-            .collect();
-        let mut info = CONNECTION_INFO.family();
-        for conn in &self.kept {
-            if let Some(addr) = &conn.remote_addr {
-                let mut with_addr = labels(conn);
-                with_addr.push(l("remote_addr", cap(addr, max_len)));
-                info.push(with_addr, 1.0);
-            }
-        }
-        out.push(info);
-        out
-    }
-
-    /// Close to the size of [`encode`](Self::encode)'s text, erring a
-    /// little high: the buffer is shared by every scrape of one fetch and
-    /// lives until the last of them is sent, so an estimate far too high
-    /// wastes memory under concurrent scrapes, and one too low doubles the
-    /// buffer and copies it.
-    fn estimated_bytes(&self) -> usize {
-        // `{endpoint="` `",connection_id="` `"} ` and the newline.
-        let per_line = self.endpoint.len() + 32;
-        let ids: usize = self
-            .kept
-            .iter()
-            .map(|c| c.connection_id.as_str().len().min(self.max_len))
-            .sum();
-        let Some(first) = self.kept.first() else {
-            return 0;
-        };
-        let lines: usize = CONNECTION_FAMILIES
-            .iter()
-            // Pools report a field for all their connections or for none.
-            .filter(|spec| (spec.value)(first).is_some())
-            .map(|spec| {
-                512 + self.kept.len() * (spec.def.name.len() + per_line + spec.value_len) + ids
-            })
-            .sum();
-        let info = if first.remote_addr.is_some() {
-            self.kept.len() * (CONNECTION_INFO.name.len() + per_line + 40) + ids
-        } else {
-            0
-        };
-        let total = lines + info;
-        total + total / 32
-    }
-
-    /// Writes the same text as encoding [`families`](Self::families), one
-    /// line at a time from a prefix shared by the whole family.
-    fn encode(&self, encoder: &mut Encoder) {
-        let mut endpoint = String::with_capacity(self.endpoint.len());
-        escape_into(&mut endpoint, self.endpoint, true);
-        let mut prefix = String::with_capacity(128);
-        for spec in &CONNECTION_FAMILIES {
-            if !self.kept.iter().any(|c| (spec.value)(c).is_some()) {
-                continue;
-            }
-            encoder.header(spec.def.name, spec.def.help, spec.def.kind);
-            line_prefix(&mut prefix, spec.def.name, &endpoint);
-            let out = encoder.buffer();
-            for conn in &self.kept {
-                if let Some(v) = (spec.value)(conn) {
-                    out.push_str(&prefix);
-                    escape_into(out, cap(conn.connection_id.as_str(), self.max_len), true);
-                    out.push_str("\"} ");
-                    write_value(out, v);
-                    out.push('\n');
-                }
-            }
-        }
-        if self.kept.iter().any(|c| c.remote_addr.is_some()) {
-            encoder.header(
-                CONNECTION_INFO.name,
-                CONNECTION_INFO.help,
-                MetricType::Gauge,
-            );
-            line_prefix(&mut prefix, CONNECTION_INFO.name, &endpoint);
-            let out = encoder.buffer();
-            for conn in &self.kept {
-                if let Some(addr) = &conn.remote_addr {
-                    out.push_str(&prefix);
-                    escape_into(out, cap(conn.connection_id.as_str(), self.max_len), true);
-                    out.push_str("\",remote_addr=\"");
-                    escape_into(out, cap(addr, self.max_len), true);
-                    out.push_str("\"} 1\n");
-                }
-            }
-        }
-    }
-}
-
-/// `name{endpoint="...",connection_id="`: what every line of a
-/// per-connection family starts with.
-fn line_prefix(prefix: &mut String, name: &str, escaped_endpoint: &str) {
-    prefix.clear();
-    prefix.push_str(name);
-    prefix.push_str("{endpoint=\"");
-    prefix.push_str(escaped_endpoint);
-    prefix.push_str("\",connection_id=\"");
-}
-
-/// How bad a connection looks: most errors, then highest p95.
-fn badness(c: &Connection) -> (f64, f64) {
-    (c.errors, c.p95_latency_ms.unwrap_or(0.0))
-}
-
-/// One connection per id (as exported, so `1` and `"1"` are one id, and so
-/// are ids equal once cut to `max_len`): the worst of them, the first on a
-/// tie, in the place of the first. Two series with one label set would
-/// make Prometheus keep one of them silently. Returns how many were left
-/// out.
-fn dedupe_connections(connections: &[Connection], max_len: usize) -> (Vec<&Connection>, usize) {
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(connections.len());
-    let mut kept: Vec<&Connection> = Vec::with_capacity(connections.len());
-    for conn in connections {
-        let id = cap(conn.connection_id.as_str(), max_len);
-        match seen.get(id) {
-            Some(&at) => {
-                let worse = badness(conn)
-                    .partial_cmp(&badness(kept[at]))
-                    .is_some_and(|o| o.is_gt());
-                if worse {
-                    kept[at] = conn;
-                }
-            }
-            None => {
-                seen.insert(id, kept.len());
-                kept.push(conn);
-            }
-        }
-    }
-    let dropped = connections.len() - kept.len();
-    (kept, dropped)
-}
-
-/// Keeps at most `max` connections, preferring the worst (most errors, then
-/// highest p95) so the interesting ones survive the cap; pool order is kept.
-fn select_connections(connections: Vec<&Connection>, max: usize) -> (Vec<&Connection>, usize) {
-    if connections.len() <= max {
-        return (connections, 0);
-    }
-    let mut order: Vec<usize> = (0..connections.len()).collect();
-    if max > 0 {
-        order.select_nth_unstable_by(max - 1, |&a, &b| {
-            badness(connections[b])
-                .partial_cmp(&badness(connections[a]))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-    }
-    order.truncate(max);
-    order.sort_unstable();
-    let kept = order.into_iter().map(|i| connections[i]).collect();
-    (kept, connections.len() - max)
-}
-
-/// Why native families or series were not passed through, counted per
-/// scrape.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct NativeDrops {
-    /// Families named like ours or a reserved name (`up`, `process_*`, ...).
-    name_collision: usize,
-    /// Families whose names clash in OpenMetrics with an earlier family's
-    /// (a counter `a_total` after a gauge `a`; a gauge `b_count` after a
-    /// summary `b`): Prometheus would refuse the whole scrape.
-    openmetrics_clash: usize,
-    /// Series (families, for histograms and summaries, which cannot lose a
-    /// series and stay valid) carrying a `__`-prefixed label, which
-    /// Prometheus reserves (`__name__` makes it reject the scrape).
-    reserved_label: Kind,
-    /// Series with the same name and labels as an earlier one.
-    duplicate: Kind,
-    /// Counter (or histogram count and bucket) series with a negative value.
-    negative_counter: Kind,
-}
-
-/// A count of series and one of whole families.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Kind {
-    series: usize,
-    families: usize,
-}
-
-/// What a native sample is wrong with, if anything.
-fn sample_fault(
-    family: &MetricFamily,
-    sample: &crate::exposition::Sample,
-    seen: &mut HashSet<(String, Vec<(String, String)>)>,
-) -> Option<fn(&mut NativeDrops) -> &mut Kind> {
-    if sample.labels.iter().any(|(n, _)| n.starts_with("__")) {
-        return Some(|d| &mut d.reserved_label);
-    }
-    let counts = match family.kind {
-        MetricType::Counter => !sample.name.ends_with("_created"),
-        MetricType::Histogram => {
-            sample.name.ends_with("_bucket") || sample.name.ends_with("_count")
-        }
-        MetricType::Summary => sample.name.ends_with("_count"),
-        _ => false,
-    };
-    if counts && sample.value < 0.0 {
-        return Some(|d| &mut d.negative_counter);
-    }
-    let mut labels: Vec<(String, String)> = sample
-        .labels
-        .iter()
-        .map(|(n, v)| (n.to_string(), v.clone()))
-        .collect();
-    labels.sort_unstable();
-    if !seen.insert((sample.name.clone(), labels)) {
-        return Some(|d| &mut d.duplicate);
-    }
-    None
-}
-
-/// The names a family takes in OpenMetrics: its family name there and
-/// every sample name its type allows.
-fn openmetrics_names(family: &MetricFamily) -> Vec<String> {
-    let base = match family.kind {
-        MetricType::Counter => family.name.strip_suffix("_total").unwrap_or(&family.name),
-        _ => &family.name,
-    };
-    let suffixes: &[&str] = match family.kind {
-        MetricType::Counter => &["", "_total", "_created"],
-        MetricType::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
-        MetricType::Summary => &["", "_sum", "_count", "_created"],
-        MetricType::Gauge | MetricType::Untyped => &[""],
-    };
-    let mut names: Vec<String> = suffixes.iter().map(|s| format!("{base}{s}")).collect();
-    names.extend(family.samples.iter().map(|s| s.name.clone()));
-    names
-}
-
-/// Native families that may be re-emitted, and why the rest were not: a
-/// name the catalogue reserves (ours, `process_`, `up`, `scrape_`), a name
-/// clash in OpenMetrics, reserved labels, duplicate series or negative
-/// counters. A family loses only its bad series when it stays valid
-/// without them, the whole family otherwise (histograms, summaries).
-fn pass_through(parsed: &ParsedExposition) -> (Vec<Cow<'_, MetricFamily>>, NativeDrops) {
-    let mut drops = NativeDrops::default();
-    let mut taken: HashSet<String> = HashSet::new();
-    let mut kept = Vec::with_capacity(parsed.families.len());
-    for family in &parsed.families {
-        let reserved = catalogue::is_reserved(&family.name)
-            || family
-                .samples
-                .iter()
-                .any(|s| catalogue::is_reserved(&s.name));
-        if reserved {
-            drops.name_collision += 1;
-            continue;
-        }
-        let mut seen = HashSet::new();
-        let faults: Vec<_> = family
-            .samples
-            .iter()
-            .map(|s| sample_fault(family, s, &mut seen))
-            .collect();
-        let family: Cow<'_, MetricFamily> = if faults.iter().all(Option::is_none) {
-            Cow::Borrowed(family)
-        } else if matches!(family.kind, MetricType::Histogram | MetricType::Summary) {
-            if let Some(reason) = faults.iter().flatten().next() {
-                reason(&mut drops).families += 1;
-            }
-            continue;
-        } else {
-            let mut owned =
-                MetricFamily::new(family.name.clone(), family.help.clone(), family.kind);
-            for (sample, fault) in family.samples.iter().zip(&faults) {
-                match fault {
-                    Some(reason) => reason(&mut drops).series += 1,
-                    None => owned.samples.push(sample.clone()),
-                }
-            }
-            Cow::Owned(owned)
-        };
-        if family.samples.is_empty() {
-            continue;
-        }
-        let names = openmetrics_names(&family);
-        if names.iter().any(|n| taken.contains(n)) {
-            drops.openmetrics_clash += 1;
-            continue;
-        }
-        taken.extend(names);
-        kept.push(family);
-    }
-    (kept, drops)
-}
-
 /// What one scrape left out, for the exporter's own families.
 struct Dropped {
     omitted: usize,
@@ -836,8 +391,12 @@ fn exporter_families(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::exposition::MetricType;
     use crate::exposition::{encode, parse, Format, Sample};
+    use crate::pool::FailureReason;
 
     fn ok<T>(value: T) -> SourceOutcome<T> {
         SourceOutcome {
@@ -857,11 +416,11 @@ mod tests {
         Snapshot {
             status: ok(serde_json::from_str(status_json).unwrap()),
             health: ok(serde_json::from_str(include_str!(
-                "../../tests/fixtures/health_healthy.json"
+                "../../../tests/fixtures/health_healthy.json"
             ))
             .unwrap()),
             metrics: ok(parse(include_str!(
-                "../../tests/fixtures/native_metrics.txt"
+                "../../../tests/fixtures/native_metrics.txt"
             ))),
         }
     }
@@ -911,17 +470,17 @@ mod tests {
             ($dir:literal) => {
                 capture(
                     include_str!(concat!(
-                        "../../tests/fixtures/realpool/",
+                        "../../../tests/fixtures/realpool/",
                         $dir,
                         "/status.json"
                     )),
                     include_str!(concat!(
-                        "../../tests/fixtures/realpool/",
+                        "../../../tests/fixtures/realpool/",
                         $dir,
                         "/health.json"
                     )),
                     include_str!(concat!(
-                        "../../tests/fixtures/realpool/",
+                        "../../../tests/fixtures/realpool/",
                         $dir,
                         "/native.txt"
                     )),
@@ -998,7 +557,9 @@ mod tests {
 
     #[test]
     fn systemtime_fixture_becomes_the_metric_contract() {
-        let snap = fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        let snap = fixture_snapshot(include_str!(
+            "../../../tests/fixtures/status_systemtime.json"
+        ));
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 1.0);
         let ep = ("endpoint", "relay.example.net:443");
@@ -1071,7 +632,7 @@ mod tests {
 
     #[test]
     fn rfc3339_fixture_with_optional_fields() {
-        let snap = fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json"));
+        let snap = fixture_snapshot(include_str!("../../../tests/fixtures/status_rfc3339.json"));
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         let ep = ("endpoint", "relay.bitcoin-sprint.inc:443");
         assert_eq!(
@@ -1109,8 +670,9 @@ mod tests {
 
     #[test]
     fn failed_status_hides_pool_series_but_keeps_the_rest() {
-        let mut snap =
-            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        let mut snap = fixture_snapshot(include_str!(
+            "../../../tests/fixtures/status_systemtime.json"
+        ));
         snap.status = failed(FailureReason::Timeout);
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         assert_eq!(value(find(&t, "secure_channel_up"), &[]), 0.0);
@@ -1169,8 +731,9 @@ mod tests {
 
     #[test]
     fn colliding_native_families_are_dropped_and_counted() {
-        let mut snap =
-            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        let mut snap = fixture_snapshot(include_str!(
+            "../../../tests/fixtures/status_systemtime.json"
+        ));
         snap.metrics = ok(parse(
             "# TYPE secure_channel_up gauge\nsecure_channel_up 0\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1\nother 1\n",
         ));
@@ -1184,8 +747,9 @@ mod tests {
 
     #[test]
     fn hostile_native_series_are_dropped_by_reason() {
-        let mut snap =
-            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json"));
+        let mut snap = fixture_snapshot(include_str!(
+            "../../../tests/fixtures/status_systemtime.json"
+        ));
         snap.metrics = ok(parse(concat!(
             "# TYPE good_total counter\ngood_total{a=\"1\"} 1\ngood_total{a=\"1\"} 2\n",
             "good_total{a=\"2\",__name__=\"x\"} 1\ngood_total{a=\"3\"} -4\ngood_total{a=\"4\"} 4\n",
@@ -1328,8 +892,10 @@ mod tests {
             }),
         };
         let mut snapshots = vec![
-            fixture_snapshot(include_str!("../../tests/fixtures/status_systemtime.json")),
-            fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json")),
+            fixture_snapshot(include_str!(
+                "../../../tests/fixtures/status_systemtime.json"
+            )),
+            fixture_snapshot(include_str!("../../../tests/fixtures/status_rfc3339.json")),
             sim_snapshot(SimConfig {
                 connections: 300,
                 extended: true,
@@ -1348,7 +914,8 @@ mod tests {
                 ..SimConfig::default()
             }),
         ];
-        let mut broken = fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json"));
+        let mut broken =
+            fixture_snapshot(include_str!("../../../tests/fixtures/status_rfc3339.json"));
         broken.status = failed(FailureReason::Decode);
         broken.metrics = failed(FailureReason::Timeout);
         snapshots.push(broken);
@@ -1403,7 +970,7 @@ mod tests {
 
     #[test]
     fn own_families_encode_cleanly_in_both_formats() {
-        let snap = fixture_snapshot(include_str!("../../tests/fixtures/status_rfc3339.json"));
+        let snap = fixture_snapshot(include_str!("../../../tests/fixtures/status_rfc3339.json"));
         let t = translate(&snap, &SourceCounters::default(), &options(1000));
         for format in [Format::PrometheusText, Format::OpenMetrics] {
             let text = encode(&t.own, format);
