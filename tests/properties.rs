@@ -70,12 +70,14 @@ fn family(with_timestamps: bool) -> impl Strategy<Value = MetricFamily> {
                         .collect(),
                     value,
                     timestamp_ms: if with_timestamps { ts } else { None },
+                    exemplar: None,
                 })
                 .collect();
             MetricFamily {
                 name,
                 help,
                 kind,
+                unit: String::new(),
                 samples,
             }
         })

@@ -53,6 +53,14 @@ impl Encoder {
             Format::OpenMetrics => openmetrics_metadata(family),
         };
         self.write_header(name, &family.help, type_word);
+        if self.format == Format::OpenMetrics && !family.unit.is_empty() {
+            let out = &mut self.out;
+            out.push_str("# UNIT ");
+            out.push_str(name);
+            out.push(' ');
+            out.push_str(&family.unit);
+            out.push('\n');
+        }
         for sample in &family.samples {
             let out = &mut self.out;
             out.push_str(&sample.name);
@@ -73,6 +81,10 @@ impl Encoder {
             write_value(out, sample.value);
             if let Some(ts) = sample.timestamp_ms {
                 self.write_timestamp(ts);
+            }
+            // The text format has no exemplars.
+            if let (Some(exemplar), Format::OpenMetrics) = (&sample.exemplar, self.format) {
+                write_exemplar(&mut self.out, exemplar);
             }
             self.out.push('\n');
         }
@@ -155,11 +167,33 @@ pub fn encode(families: &[MetricFamily], format: Format) -> String {
     encoder.finish()
 }
 
+/// ` # {labels} value [timestamp]`.
+fn write_exemplar(out: &mut String, exemplar: &super::Exemplar) {
+    out.push_str(" # {");
+    for (i, (label, value)) in exemplar.labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(label);
+        out.push_str("=\"");
+        escape_into(out, value, true);
+        out.push('"');
+    }
+    out.push_str("} ");
+    write_value(out, exemplar.value);
+    if let Some(ts) = exemplar.timestamp {
+        out.push(' ');
+        write_value(out, ts);
+    }
+}
+
+/// The text format's TYPE word; the OpenMetrics-only types take the word
+/// Prometheus' Python client writes for them.
 fn type_word(kind: MetricType) -> &'static str {
     match kind {
         MetricType::Counter => "counter",
-        MetricType::Gauge => "gauge",
-        MetricType::Histogram => "histogram",
+        MetricType::Gauge | MetricType::StateSet | MetricType::Info => "gauge",
+        MetricType::Histogram | MetricType::GaugeHistogram => "histogram",
         MetricType::Summary => "summary",
         MetricType::Untyped => "untyped",
     }
@@ -189,7 +223,14 @@ fn openmetrics_metadata(family: &MetricFamily) -> (&str, &'static str) {
         }
         MetricType::Gauge => (&family.name, "gauge"),
         MetricType::Histogram => (&family.name, "histogram"),
+        MetricType::GaugeHistogram => (&family.name, "gaugehistogram"),
         MetricType::Summary => (&family.name, "summary"),
+        MetricType::StateSet => (&family.name, "stateset"),
+        // An info family is named `x` for its samples `x_info`.
+        MetricType::Info => match family.name.strip_suffix("_info") {
+            Some(base) if family.samples.iter().all(|s| s.name == family.name) => (base, "info"),
+            _ => (&family.name, "gauge"),
+        },
         MetricType::Untyped => (&family.name, "unknown"),
     }
 }
@@ -409,6 +450,7 @@ mod tests {
                 labels: vec![],
                 value,
                 timestamp_ms: ts,
+                exemplar: None,
             });
         }
         let text = encode(std::slice::from_ref(&fam), Format::PrometheusText);

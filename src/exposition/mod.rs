@@ -13,7 +13,10 @@ pub mod parse;
 pub use compress::{negotiate_encoding, Encoding};
 pub use encode::{encode, Format};
 pub use negotiate::negotiate;
-pub use parse::{parse, parse_limited, ParseLimits, ParsedExposition};
+pub use parse::{
+    detect_format, parse, parse_as, parse_limited, parse_limited_as, ParseLimits, ParsedExposition,
+    SourceFormat,
+};
 
 /// The type of a metric family, as declared by a `# TYPE` line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,9 +26,17 @@ pub enum MetricType {
     Histogram,
     Summary,
     Untyped,
+    /// OpenMetrics only; written as a histogram in the text format.
+    GaugeHistogram,
+    /// OpenMetrics only; written as a gauge in the text format.
+    StateSet,
+    /// OpenMetrics only; written as a gauge named `…_info` in the text
+    /// format.
+    Info,
 }
 
 impl MetricType {
+    /// A text-format (0.0.4) TYPE word; `unknown` is tolerated.
     pub fn from_type_word(word: &str) -> Option<Self> {
         Some(match word {
             "counter" => Self::Counter,
@@ -37,13 +48,26 @@ impl MetricType {
         })
     }
 
-    /// Sample-name suffixes that belong to a family of this type.
+    /// An OpenMetrics TYPE word; `untyped` is tolerated.
+    pub fn from_openmetrics_word(word: &str) -> Option<Self> {
+        Some(match word {
+            "gaugehistogram" => Self::GaugeHistogram,
+            "stateset" => Self::StateSet,
+            "info" => Self::Info,
+            other => return Self::from_type_word(other),
+        })
+    }
+
+    /// Sample-name suffixes that belong to a family of this type (the
+    /// family named as in the text format: counters with `_total`, info
+    /// families with `_info`).
     pub fn sample_suffixes(self) -> &'static [&'static str] {
         match self {
             Self::Counter => &["_total", "_created", ""],
             Self::Histogram => &["_bucket", "_sum", "_count", "_created"],
+            Self::GaugeHistogram => &["_bucket", "_gsum", "_gcount"],
             Self::Summary => &["", "_sum", "_count", "_created"],
-            Self::Gauge | Self::Untyped => &[""],
+            Self::Gauge | Self::Untyped | Self::StateSet | Self::Info => &[""],
         }
     }
 }
@@ -58,8 +82,21 @@ pub struct Sample {
     pub name: String,
     pub labels: Vec<Label>,
     pub value: f64,
-    /// Milliseconds since the Unix epoch, as in the Prometheus text format.
+    /// Milliseconds since the Unix epoch, as in the Prometheus text format
+    /// (OpenMetrics seconds are read to the millisecond, as Prometheus
+    /// stores them).
     pub timestamp_ms: Option<i64>,
+    /// An OpenMetrics exemplar (histogram buckets and counter totals only).
+    pub exemplar: Option<Box<Exemplar>>,
+}
+
+/// An OpenMetrics exemplar: `# {labels} value [timestamp]` after a sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+    /// Seconds since the Unix epoch, as OpenMetrics writes it.
+    pub timestamp: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +105,8 @@ pub struct MetricFamily {
     pub name: String,
     pub help: String,
     pub kind: MetricType,
+    /// OpenMetrics `# UNIT` (empty when none); only OpenMetrics carries it.
+    pub unit: String,
     pub samples: Vec<Sample>,
 }
 
@@ -77,6 +116,7 @@ impl MetricFamily {
             name: name.into(),
             help: help.into(),
             kind,
+            unit: String::new(),
             samples: Vec::new(),
         }
     }
@@ -88,6 +128,7 @@ impl MetricFamily {
             labels,
             value,
             timestamp_ms: None,
+            exemplar: None,
         });
     }
 

@@ -1,20 +1,42 @@
-//! A small, tolerant parser for the Prometheus text format 0.0.4.
+//! A small, tolerant parser for the pool's exposition, in either of the
+//! formats a pool may send: the Prometheus text format 0.0.4 (the published
+//! pool, without a Content-Type) or OpenMetrics 1.0 (builds using an
+//! OpenMetrics encoder).
 //!
-//! Hand-written on purpose (see DESIGN.md): the pool's exposition is passed
-//! through, so we need its families with HELP and TYPE intact, and one bad line
-//! must cost that line only, never the scrape. Lines that cannot be read are
-//! skipped and counted; histogram families that Prometheus would reject in
-//! OpenMetrics (a series without a `+Inf` bucket) are dropped and counted.
+//! Hand-written on purpose: the pool's exposition is passed through, so we
+//! need its families with HELP, TYPE and UNIT intact, and one bad line must
+//! cost that line only, never the scrape. Each format is read by its own
+//! rules (timestamps in milliseconds or seconds, exemplars, UNIT, the
+//! OpenMetrics types, HELP escapes); whether what was read may be re-emitted
+//! is decided later, by the scrape's native passthrough. Lines that cannot
+//! be read are skipped and counted; histogram families without a `+Inf`
+//! bucket (or with a bucket without `le`) are dropped and counted.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use super::{is_valid_label_name, is_valid_metric_name, Label, MetricFamily, MetricType, Sample};
+use super::{
+    is_valid_label_name, is_valid_metric_name, Exemplar, Label, MetricFamily, MetricType, Sample,
+};
+
+/// The format a pool's exposition is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SourceFormat {
+    /// Prometheus text format 0.0.4: timestamps in milliseconds.
+    #[default]
+    Text,
+    /// OpenMetrics 1.0: timestamps in seconds, exemplars, UNIT, more types.
+    OpenMetrics,
+}
 
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ParsedExposition {
     pub families: Vec<MetricFamily>,
-    /// Lines that were neither a comment, metadata nor a readable sample.
+    /// The format the document was read as.
+    pub format: SourceFormat,
+    /// Lines that were neither a comment, metadata nor a readable sample
+    /// (and UNIT lines that do not fit their family, and anything after an
+    /// OpenMetrics `# EOF`).
     pub skipped_lines: usize,
     /// Families dropped because their samples are structurally invalid.
     pub invalid_families: usize,
@@ -63,27 +85,102 @@ impl ParsedExposition {
     }
 }
 
+/// The format of a pool's exposition: its Content-Type when it states one
+/// of the two, otherwise the document's own OpenMetrics markers (`# EOF`,
+/// `# UNIT`, an OpenMetrics-only TYPE word, an exemplar, or a `_created`
+/// sample of a counter, histogram or summary declared by its OpenMetrics
+/// name). Without any, it is the text format, as the published pool sends.
+pub fn detect_format(content_type: Option<&str>, text: &str) -> SourceFormat {
+    if let Some(ct) = content_type {
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            return SourceFormat::OpenMetrics;
+        }
+        if media.eq_ignore_ascii_case("text/plain") {
+            return SourceFormat::Text;
+        }
+    }
+    let mut typed: HashMap<&str, &str> = HashMap::new();
+    for line in text.split('\n') {
+        let line = line.trim_end_matches('\r');
+        if let Some(meta) = line.strip_prefix("# ") {
+            if meta == "EOF" || meta.starts_with("UNIT ") {
+                return SourceFormat::OpenMetrics;
+            }
+            if let Some(rest) = meta.strip_prefix("TYPE ") {
+                let (name, word) = split_token(rest);
+                let word = word.trim_end();
+                if matches!(word, "gaugehistogram" | "stateset" | "info" | "unknown") {
+                    return SourceFormat::OpenMetrics;
+                }
+                typed.insert(name, word);
+            }
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if line.contains(" # {") {
+            return SourceFormat::OpenMetrics;
+        }
+        let name_end = line
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .unwrap_or(line.len());
+        let name = &line[..name_end];
+        if let Some(base) = name.strip_suffix("_created") {
+            let family_typed = typed
+                .get(base)
+                .is_some_and(|w| matches!(*w, "counter" | "histogram" | "summary"));
+            if family_typed && !typed.contains_key(name) {
+                return SourceFormat::OpenMetrics;
+            }
+        }
+    }
+    SourceFormat::Text
+}
+
+/// Parses a document in the format its markers show ([`detect_format`]).
 pub fn parse(text: &str) -> ParsedExposition {
     parse_limited(text, ParseLimits::NONE)
+}
+
+/// Parses a document known to be in `format`.
+pub fn parse_as(text: &str, format: SourceFormat) -> ParsedExposition {
+    parse_limited_as(text, ParseLimits::NONE, format)
 }
 
 /// [`parse`] keeping no more than `limits` allow; what is left out is
 /// counted in [`ParsedExposition::over_limit`] and
 /// [`ParsedExposition::truncated_values`].
 pub fn parse_limited(text: &str, limits: ParseLimits) -> ParsedExposition {
+    parse_limited_as(text, limits, detect_format(None, text))
+}
+
+/// [`parse_as`] within `limits`.
+pub fn parse_limited_as(text: &str, limits: ParseLimits, format: SourceFormat) -> ParsedExposition {
     let mut parser = Parser {
         limits,
-        out: ParsedExposition::default(),
+        format,
+        out: ParsedExposition {
+            format,
+            ..ParsedExposition::default()
+        },
         index: HashMap::new(),
         typed: Vec::new(),
         current: None,
         kept: 0,
+        eof: false,
     };
     for line in text.split('\n') {
         // A CRLF line keeps its '\r' here: sample and TYPE lines tolerate it
         // as trailing whitespace, and HELP text may legitimately hold one.
         let line = line.trim_start_matches([' ', '\t']);
         if line.trim_end_matches('\r').is_empty() {
+            continue;
+        }
+        if parser.eof {
+            // Nothing may follow an OpenMetrics `# EOF`.
+            parser.out.skipped_lines += 1;
             continue;
         }
         let ok = if let Some(comment) = line.strip_prefix('#') {
@@ -100,16 +197,25 @@ pub fn parse_limited(text: &str, limits: ParseLimits) -> ParsedExposition {
 
 struct Parser {
     limits: ParseLimits,
+    format: SourceFormat,
     /// Samples and sample-less families kept so far.
     kept: usize,
     out: ParsedExposition,
+    /// Families by the name their metadata lines use (in OpenMetrics the
+    /// family name, e.g. `x` for a counter whose samples are `x_total`).
     index: HashMap<String, usize>,
     /// Families whose TYPE line has been seen (a second one is an error).
     typed: Vec<bool>,
     current: Option<usize>,
+    /// An OpenMetrics `# EOF` has been read.
+    eof: bool,
 }
 
 impl Parser {
+    fn openmetrics(&self) -> bool {
+        self.format == SourceFormat::OpenMetrics
+    }
+
     fn full(&self) -> bool {
         self.kept >= self.limits.max_samples
     }
@@ -135,6 +241,10 @@ impl Parser {
     }
 
     fn comment(&mut self, rest: &str) -> bool {
+        if self.openmetrics() && rest.trim_end_matches('\r') == " EOF" {
+            self.eof = true;
+            return true;
+        }
         let rest = rest.trim_start_matches([' ', '\t']);
         let (keyword, rest) = split_token(rest);
         match keyword {
@@ -147,7 +257,7 @@ impl Parser {
                     self.out.over_limit += 1;
                     return true;
                 };
-                let mut help = unescape_help(help);
+                let mut help = unescape_help(help, self.openmetrics());
                 if truncate_at_char(&mut help, self.limits.max_value_len) {
                     self.out.truncated_values += 1;
                 }
@@ -158,7 +268,12 @@ impl Parser {
             "TYPE" => {
                 let (name, rest) = split_token(rest);
                 let (word, trailing) = split_token(rest.trim_end_matches('\r'));
-                let Some(kind) = MetricType::from_type_word(word) else {
+                let kind = if self.openmetrics() {
+                    MetricType::from_openmetrics_word(word)
+                } else {
+                    MetricType::from_type_word(word)
+                };
+                let Some(kind) = kind else {
                     return false;
                 };
                 if !is_valid_metric_name(name) || !trailing.trim().is_empty() {
@@ -173,6 +288,27 @@ impl Parser {
                 }
                 self.typed[i] = true;
                 self.out.families[i].kind = kind;
+                self.current = Some(i);
+                true
+            }
+            "UNIT" if self.openmetrics() => {
+                let (name, rest) = split_token(rest);
+                let (unit, trailing) = split_token(rest.trim_end_matches('\r'));
+                let unit_ok = unit
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':');
+                if !is_valid_metric_name(name) || !unit_ok || !trailing.trim().is_empty() {
+                    return false;
+                }
+                let Some(i) = self.family_index(name) else {
+                    self.out.over_limit += 1;
+                    return true;
+                };
+                let family = &mut self.out.families[i];
+                if !family.unit.is_empty() || !family.samples.is_empty() {
+                    return false;
+                }
+                family.unit = unit.to_owned();
                 self.current = Some(i);
                 true
             }
@@ -192,7 +328,7 @@ impl Parser {
             self.out.over_limit += 1;
             return true;
         }
-        let Some(mut sample) = parse_sample(line) else {
+        let Some(mut sample) = parse_sample(line, self.format) else {
             return false;
         };
         for (_, value) in &mut sample.labels {
@@ -200,7 +336,15 @@ impl Parser {
                 self.out.truncated_values += 1;
             }
         }
-        let Some(i) = self.family_for_sample(&sample.name) else {
+        let found = if self.openmetrics() {
+            let Ok(found) = self.openmetrics_family_for_sample(&sample.name) else {
+                return false;
+            };
+            found
+        } else {
+            self.family_for_sample(&sample.name)
+        };
+        let Some(i) = found else {
             self.out.over_limit += 1;
             return true;
         };
@@ -213,7 +357,15 @@ impl Parser {
             }
             self.kept += 1;
         }
-        self.out.families[i].samples.push(sample);
+        let family = &mut self.out.families[i];
+        if matches!(
+            family.kind,
+            MetricType::Histogram | MetricType::GaugeHistogram
+        ) && sample.name.ends_with("_bucket")
+        {
+            canonical_infinity(&mut sample.labels);
+        }
+        family.samples.push(sample);
         self.current = Some(i);
         true
     }
@@ -242,13 +394,80 @@ impl Parser {
         self.family_index(sample_name)
     }
 
+    /// The same for OpenMetrics, where a family is named without its
+    /// samples' suffixes (`# TYPE x counter` for `x_total`).
+    /// `Err` when the sample cannot belong anywhere: its name is that of a
+    /// declared family whose type gives its samples other names.
+    fn openmetrics_family_for_sample(&mut self, sample_name: &str) -> Result<Option<usize>, ()> {
+        let fits = |family: &MetricFamily| {
+            sample_name
+                .strip_prefix(family.name.as_str())
+                .is_some_and(|suffix| openmetrics_suffixes(family.kind).contains(&suffix))
+        };
+        if let Some(i) = self.current {
+            if fits(&self.out.families[i]) {
+                return Ok(Some(i));
+            }
+        }
+        let candidates = std::iter::once(sample_name).chain(
+            [
+                "_bucket", "_sum", "_count", "_total", "_created", "_gsum", "_gcount", "_info",
+            ]
+            .iter()
+            .filter_map(|suffix| sample_name.strip_suffix(suffix)),
+        );
+        for base in candidates {
+            if let Some(&i) = self.index.get(base) {
+                if fits(&self.out.families[i]) {
+                    return Ok(Some(i));
+                }
+            }
+        }
+        // A sample fitting no declared family starts an unknown one; its
+        // name may not be a declared family's of another type.
+        if self.index.contains_key(sample_name) {
+            return Err(());
+        }
+        Ok(self.family_index(sample_name))
+    }
+
     fn finish(mut self) -> ParsedExposition {
+        if self.openmetrics() {
+            for family in &mut self.out.families {
+                // UNIT must be the family name's last component, and info
+                // and stateset families have none.
+                let unit_fits = family.unit.is_empty()
+                    || (family.name.ends_with(&format!("_{}", family.unit))
+                        && !matches!(family.kind, MetricType::Info | MetricType::StateSet));
+                if !unit_fits {
+                    family.unit.clear();
+                    self.out.skipped_lines += 1;
+                }
+                // The model names families as the text format does.
+                match family.kind {
+                    MetricType::Counter => family.name.push_str("_total"),
+                    MetricType::Info => family.name.push_str("_info"),
+                    _ => {}
+                }
+            }
+        }
         let before = self.out.families.len();
-        self.out
-            .families
-            .retain(|f| f.kind != MetricType::Histogram || histogram_is_complete(f));
+        self.out.families.retain(|f| {
+            !matches!(f.kind, MetricType::Histogram | MetricType::GaugeHistogram)
+                || histogram_is_complete(f)
+        });
         self.out.invalid_families = before - self.out.families.len();
         self.out
+    }
+}
+
+/// Sample-name suffixes of an OpenMetrics family of this type, the family
+/// named as OpenMetrics names it.
+fn openmetrics_suffixes(kind: MetricType) -> &'static [&'static str] {
+    match kind {
+        MetricType::Counter => &["_total", "_created"],
+        MetricType::Info => &["_info"],
+        other => other.sample_suffixes(),
     }
 }
 
@@ -256,6 +475,16 @@ fn belongs_to(family: &MetricFamily, sample_name: &str) -> bool {
     sample_name
         .strip_prefix(family.name.as_str())
         .is_some_and(|suffix| family.kind.sample_suffixes().contains(&suffix))
+}
+
+/// `le="+INF"`, `le="inf"`, ... mean `+Inf`, and are written so: strict
+/// OpenMetrics parsers accept only the canonical spelling.
+fn canonical_infinity(labels: &mut [Label]) {
+    if let Some((_, le)) = labels.iter_mut().find(|(n, _)| n == "le") {
+        if le != "+Inf" && parse_value(le).is_some_and(|v| v == f64::INFINITY) {
+            *le = "+Inf".to_owned();
+        }
+    }
 }
 
 /// Every histogram series needs a `+Inf` bucket, and every bucket an `le`.
@@ -268,7 +497,7 @@ fn histogram_is_complete(family: &MetricFamily) -> bool {
         if sample.name == bucket_name {
             match sample.labels.iter().find(|(n, _)| n == "le") {
                 Some((_, le)) => {
-                    if le.parse::<f64>().is_ok_and(|v| v == f64::INFINITY) {
+                    if parse_value(le).is_some_and(|v| v == f64::INFINITY) {
                         *has_inf = true;
                     }
                 }
@@ -288,7 +517,9 @@ fn split_token(s: &str) -> (&str, &str) {
     }
 }
 
-fn unescape_help(s: &str) -> String {
+/// HELP text: `\\` and `\n` in both formats, `\"` in OpenMetrics too; any
+/// other backslash is kept as written.
+fn unescape_help(s: &str, openmetrics: bool) -> String {
     if !s.contains('\\') {
         return s.to_owned();
     }
@@ -302,6 +533,7 @@ fn unescape_help(s: &str) -> String {
         match chars.next() {
             Some('n') => out.push('\n'),
             Some('\\') => out.push('\\'),
+            Some('"') if openmetrics => out.push('"'),
             Some(other) => {
                 out.push('\\');
                 out.push(other);
@@ -312,7 +544,8 @@ fn unescape_help(s: &str) -> String {
     out
 }
 
-fn parse_sample(line: &str) -> Option<Sample> {
+fn parse_sample(line: &str, format: SourceFormat) -> Option<Sample> {
+    let line = line.trim_end_matches([' ', '\t', '\r']);
     let name_end = line
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .unwrap_or(line.len());
@@ -328,21 +561,104 @@ fn parse_sample(line: &str) -> Option<Sample> {
     if !rest.starts_with([' ', '\t']) {
         return None;
     }
-    let mut fields = rest.split_ascii_whitespace();
-    let value = parse_value(fields.next()?)?;
-    let timestamp_ms = match fields.next() {
-        Some(ts) => Some(ts.parse::<i64>().ok()?),
-        None => None,
+    let (value, rest) = split_token(rest.trim_start_matches([' ', '\t']));
+    let value = parse_value(value)?;
+    let (timestamp, rest) = if rest.starts_with('#') {
+        (None, rest)
+    } else {
+        let (ts, rest) = split_token(rest);
+        let ts = match ts {
+            "" => None,
+            ts => Some(match format {
+                SourceFormat::Text => ts.parse::<i64>().ok()?,
+                SourceFormat::OpenMetrics => seconds_to_ms(ts)?,
+            }),
+        };
+        (ts, rest)
     };
-    if fields.next().is_some() {
-        return None;
-    }
+    let exemplar = match rest {
+        "" => None,
+        _ if format == SourceFormat::OpenMetrics => Some(Box::new(parse_exemplar(rest)?)),
+        _ => return None,
+    };
     Some(Sample {
         name: name.to_owned(),
         labels,
         value,
-        timestamp_ms,
+        timestamp_ms: timestamp,
+        exemplar,
     })
+}
+
+/// `# {labels} value [timestamp]`, after a sample's value and timestamp.
+fn parse_exemplar(s: &str) -> Option<Exemplar> {
+    let s = s.strip_prefix('#')?;
+    if !s.starts_with([' ', '\t']) {
+        return None;
+    }
+    let s = s.trim_start_matches([' ', '\t']).strip_prefix('{')?;
+    let mut labels = Vec::new();
+    let rest = parse_labels(s, &mut labels)?;
+    if !rest.starts_with([' ', '\t']) {
+        return None;
+    }
+    let (value, rest) = split_token(rest.trim_start_matches([' ', '\t']));
+    let value = parse_value(value)?;
+    let (timestamp, rest) = split_token(rest);
+    if !rest.is_empty() {
+        return None;
+    }
+    let timestamp = match timestamp {
+        "" => None,
+        ts => Some(parse_value(ts).filter(|t| t.is_finite())?),
+    };
+    Some(Exemplar {
+        labels: labels
+            .into_iter()
+            .map(|(n, v)| (n.into_owned(), v))
+            .collect(),
+        value,
+        timestamp,
+    })
+}
+
+/// An OpenMetrics timestamp (seconds, possibly fractional or with an
+/// exponent) in milliseconds, digits past the millisecond dropped, as
+/// Prometheus stores it; `None` when it is not a finite number or does
+/// not fit.
+fn seconds_to_ms(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let plain = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let ms = if plain(whole) && plain(fraction) && !(whole.is_empty() && fraction.is_empty()) {
+        let whole: i64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().ok()?
+        };
+        let mut millis = 0i64;
+        for (i, b) in fraction
+            .bytes()
+            .chain(std::iter::repeat(b'0'))
+            .take(3)
+            .enumerate()
+        {
+            millis += i64::from(b - b'0') * [100, 10, 1][i];
+        }
+        whole.checked_mul(1000)?.checked_add(millis)?
+    } else {
+        let v = parse_value(digits)?;
+        let ms = (v * 1000.0).trunc();
+        if !ms.is_finite() || ms.abs() >= 9.2e18 {
+            return None;
+        }
+        ms as i64
+    };
+    Some(if negative { -ms } else { ms })
 }
 
 /// Parses `name="value",...}` and returns what follows the closing brace.
@@ -371,7 +687,9 @@ fn parse_labels<'a>(mut s: &'a str, labels: &mut Vec<Label>) -> Option<&'a str> 
     }
 }
 
-/// Reads an escaped label value up to its closing quote.
+/// Reads an escaped label value up to its closing quote. `\\`, `\"` and
+/// `\n` are escapes; any other backslash stands for itself, as Prometheus
+/// reads it.
 fn parse_quoted(s: &str) -> Option<(String, &str)> {
     let bytes = s.as_bytes();
     let mut out = String::new();
@@ -389,7 +707,14 @@ fn parse_quoted(s: &str) -> Option<(String, &str)> {
                     b'n' => out.push('\n'),
                     b'\\' => out.push('\\'),
                     b'"' => out.push('"'),
-                    _ => return None,
+                    // The next character (possibly multi-byte) is read as
+                    // ordinary text on the next round.
+                    _ => {
+                        out.push('\\');
+                        i += 1;
+                        start = i;
+                        continue;
+                    }
                 }
                 i += 2;
                 start = i;
@@ -400,19 +725,27 @@ fn parse_quoted(s: &str) -> Option<(String, &str)> {
     None
 }
 
-fn parse_value(s: &str) -> Option<f64> {
-    match s {
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ if s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) =>
-        {
-            s.parse().ok()
-        }
-        _ => None,
+/// A sample value as Prometheus reads one: a decimal or exponent number,
+/// or an infinity or NaN spelled in any case.
+pub(crate) fn parse_value(s: &str) -> Option<f64> {
+    let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
+        return Some(if s.starts_with('-') {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
+    if s.eq_ignore_ascii_case("nan") {
+        return Some(f64::NAN);
+    }
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    {
+        return s.parse().ok();
+    }
+    None
 }
 
 #[cfg(test)]

@@ -159,7 +159,8 @@ pub fn parse_native(
     limits: ParseLimits,
 ) -> Result<ParsedExposition, FetchError> {
     let text = String::from_utf8_lossy(fetched.body());
-    let parsed = exposition::parse_limited(&text, limits);
+    let format = exposition::detect_format(fetched.content_type(), &text);
+    let parsed = exposition::parse_limited_as(&text, limits, format);
     if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
         return Err(FetchError::Decode {
             url: fetched.url().to_owned(),

@@ -88,6 +88,7 @@ pub struct Fetched {
     status: u16,
     body: Bytes,
     url: Arc<str>,
+    content_type: Option<Box<str>>,
 }
 
 impl Fetched {
@@ -114,6 +115,12 @@ impl Fetched {
     /// The URL it came from, credentials removed.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The `Content-Type` the pool stated, if any: the published pool sends
+    /// its text exposition without one, other builds may state the format.
+    pub fn content_type(&self) -> Option<&str> {
+        self.content_type.as_deref()
     }
 
     /// Decodes the body as JSON; a failure is [`Error::Decode`] naming the
@@ -660,6 +667,11 @@ impl PoolClient {
         }
         let mut response = request.send().await.map_err(|e| transport_error(url, &e))?;
         let code = response.status();
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(Box::from);
         let ok = code.is_success()
             || (doc == Document::Health && code == StatusCode::SERVICE_UNAVAILABLE);
         if code == StatusCode::UNAUTHORIZED || code == StatusCode::FORBIDDEN {
@@ -694,6 +706,7 @@ impl PoolClient {
             status: code.as_u16(),
             body,
             url: url.clone(),
+            content_type,
         })
     }
 }

@@ -348,27 +348,29 @@ fn exporter_families(
     };
     let n = &dropped.native;
     let reason = |r: &'static str| vec![l("reason", r)];
-    out.push(
-        catalogue::EXPORTER_NATIVE_FAMILIES_DROPPED
-            .family()
-            .with_sample(reason("name_collision"), n.name_collision as f64)
-            .with_sample(reason("invalid"), invalid as f64)
-            .with_sample(reason("openmetrics_clash"), n.openmetrics_clash as f64)
-            .with_sample(reason("reserved_label"), n.reserved_label.families as f64)
-            .with_sample(reason("duplicate"), n.duplicate.families as f64)
-            .with_sample(
-                reason("negative_counter"),
-                n.negative_counter.families as f64,
-            ),
-    );
-    out.push(
-        catalogue::EXPORTER_NATIVE_SERIES_DROPPED
-            .family()
-            .with_sample(reason("reserved_label"), n.reserved_label.series as f64)
-            .with_sample(reason("duplicate"), n.duplicate.series as f64)
-            .with_sample(reason("negative_counter"), n.negative_counter.series as f64)
-            .with_sample(reason("limit"), over_limit as f64),
-    );
+    let kinds = [
+        ("reserved_label", n.reserved_label),
+        ("duplicate", n.duplicate),
+        ("negative_counter", n.negative_counter),
+        ("negative_timestamp", n.negative_timestamp),
+        ("invalid_value", n.invalid_value),
+        ("mixed_timestamps", n.mixed_timestamps),
+    ];
+    let mut families = catalogue::EXPORTER_NATIVE_FAMILIES_DROPPED
+        .family()
+        .with_sample(reason("name_collision"), n.name_collision as f64)
+        .with_sample(reason("invalid"), invalid as f64)
+        .with_sample(reason("openmetrics_clash"), n.openmetrics_clash as f64)
+        .with_sample(reason("invalid_histogram"), n.invalid_histogram as f64)
+        .with_sample(reason("invalid_summary"), n.invalid_summary as f64);
+    let mut series = catalogue::EXPORTER_NATIVE_SERIES_DROPPED.family();
+    for (name, kind) in kinds {
+        families.push(reason(name), kind.families as f64);
+        series.push(reason(name), kind.series as f64);
+    }
+    series.push(reason("limit"), over_limit as f64);
+    out.push(families);
+    out.push(series);
     out.push(
         catalogue::EXPORTER_LABEL_VALUES_TRUNCATED
             .family()
