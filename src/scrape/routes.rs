@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use super::collector::Collector;
 use super::probe::{Probe, ProbeError};
-use crate::exposition::{negotiate, negotiate_encoding, Encoding, Format};
+use crate::exposition::negotiate::negotiate_answer;
+use crate::exposition::{negotiate_encoding, Encoding, Format};
 use crate::http::{respond, text, Body};
 
 /// Floor for a scrape deadline, so a tiny scrape timeout still tries.
@@ -54,7 +55,8 @@ pub async fn metrics(
         offset,
         collector.pool_timeout(),
     );
-    let format = negotiate(req.headers().get(ACCEPT).and_then(|h| h.to_str().ok()));
+    let negotiated = negotiate_answer(req.headers().get(ACCEPT).and_then(|h| h.to_str().ok()));
+    let format = negotiated.format;
     let encoding = negotiate_encoding(
         req.headers()
             .get(ACCEPT_ENCODING)
@@ -63,7 +65,7 @@ pub async fn metrics(
     let collected = collector.collect(Instant::now() + budget).await;
     let (body, encoding) = collector.render_bytes(&collected, format, &extra(format), encoding);
     collector.count_answer(encoding);
-    let mut resp = respond(StatusCode::OK, format.content_type(), body);
+    let mut resp = respond(StatusCode::OK, negotiated.content_type(), body);
     let headers = resp.headers_mut();
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     // Caches must not hand a gzip answer to a client that did not ask.

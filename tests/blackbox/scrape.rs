@@ -153,7 +153,7 @@ async fn both_formats_carry_the_same_series() {
     let om = scrape_with(&exp, &[("accept", OPENMETRICS)]).await;
     assert_eq!(
         om.content_type,
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+        "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=underscores"
     );
     assert!(om.body.ends_with("# EOF\n"));
     assert!(om
