@@ -59,6 +59,10 @@ echo "hadolint $HADOLINT_VERSION: Dockerfile clean"
 echo "==> a real Prometheus scrapes compressed answers"
 python3 scripts/prometheus_scrape.py --bin-dir "${CARGO_TARGET_DIR:-target}/debug" check-compression
 
+echo "==> the native-exposition corpus: strict OpenMetrics parser, promtool and a real Prometheus on every case"
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus_client
+python3 tests/native_corpus.py --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
+
 echo "==> soak (short): exporter RSS and fds level off under churn and faults"
 python3 scripts/soak.py --scrapes 1000 --bin-dir "${CARGO_TARGET_DIR:-target}/debug"
 

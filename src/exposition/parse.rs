@@ -472,6 +472,14 @@ fn openmetrics_suffixes(kind: MetricType) -> &'static [&'static str] {
 }
 
 fn belongs_to(family: &MetricFamily, sample_name: &str) -> bool {
+    // A counter `x_total` may carry its creation time as `x_created`.
+    if family.kind == MetricType::Counter {
+        if let Some(base) = family.name.strip_suffix("_total") {
+            if sample_name.strip_prefix(base) == Some("_created") {
+                return true;
+            }
+        }
+    }
     sample_name
         .strip_prefix(family.name.as_str())
         .is_some_and(|suffix| family.kind.sample_suffixes().contains(&suffix))

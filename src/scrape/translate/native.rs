@@ -92,7 +92,7 @@ fn sample_fault(
     let v = sample.value;
     // (must be a whole number, may be NaN, may be negative)
     let rule = match (family.kind, suffix) {
-        (MetricType::Counter, "") => Some((false, false, false)),
+        (MetricType::Counter, "" | "_total") => Some((false, false, false)),
         (MetricType::Histogram | MetricType::GaugeHistogram, "_bucket")
         | (MetricType::Histogram | MetricType::Summary, "_count")
         | (MetricType::GaugeHistogram, "_gcount") => Some((true, false, false)),
@@ -310,7 +310,10 @@ fn exemplar_allowed(family: &MetricFamily, sample: &Sample) -> bool {
         MetricType::Histogram | MetricType::GaugeHistogram => {
             member_label(family, sample).is_some()
         }
-        MetricType::Counter => sample.name == family.name && family.name.ends_with("_total"),
+        MetricType::Counter => {
+            sample.name.ends_with("_total")
+                && matches!(&sample.name[family.name.len()..], "" | "_total")
+        }
         _ => false,
     };
     let length: usize = exemplar
