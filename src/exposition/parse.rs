@@ -905,4 +905,92 @@ mod tests {
         assert_eq!(parsed.skipped_lines, 0);
         assert_eq!(parsed.families[0].samples[0].value, 1.0);
     }
+
+    #[test]
+    fn format_from_content_type_then_markers() {
+        let om = "# TYPE a gauge\na 1\n# EOF\n";
+        assert_eq!(detect_format(None, om), SourceFormat::OpenMetrics);
+        assert_eq!(
+            detect_format(Some("text/plain; version=0.0.4"), om),
+            SourceFormat::Text
+        );
+        assert_eq!(
+            detect_format(Some("application/openmetrics-text; version=1.0.0"), "a 1\n"),
+            SourceFormat::OpenMetrics
+        );
+        for marker in [
+            "# UNIT a_seconds seconds\n",
+            "# TYPE a info\n",
+            "# TYPE a gaugehistogram\n",
+            "a_total 1 # {t=\"1\"} 1\n",
+            "# TYPE a counter\na_total 1\na_created 2\n",
+        ] {
+            assert_eq!(
+                detect_format(None, marker),
+                SourceFormat::OpenMetrics,
+                "{marker}"
+            );
+        }
+        // A text-format `_created` family of its own (as Prometheus' Python
+        // client writes it) is no marker, nor is the published pool's text.
+        let text = "# TYPE a_total counter\na_total 1\n# TYPE a_created gauge\na_created 2\n";
+        assert_eq!(detect_format(None, text), SourceFormat::Text);
+        let pool = include_str!("../../tests/fixtures/native_metrics.txt");
+        assert_eq!(detect_format(None, pool), SourceFormat::Text);
+    }
+
+    #[test]
+    fn openmetrics_is_read_by_its_own_rules() {
+        let text = concat!(
+            "# HELP c A \\\"counter\\\".\n# TYPE c counter\n# UNIT c seconds\n",
+            "c_total{a=\"x\\ty\"} 3 1234567890.1239 # {trace=\"t\"} 1 1.5\nc_created 12\n",
+            "# TYPE i info\ni_info{v=\"1\"} 1\n",
+            "# TYPE q_seconds gauge\n# UNIT q_seconds seconds\nq_seconds -1e3 -1\n",
+            "# EOF\nafter 1\n",
+        );
+        let p = parse(text);
+        assert_eq!(p.format, SourceFormat::OpenMetrics);
+        // The UNIT of `c` does not end its name: dropped, like the line after EOF.
+        assert_eq!(p.skipped_lines, 2);
+        let names: Vec<_> = p.families.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["c_total", "i_info", "q_seconds"]);
+        let c = &p.families[0];
+        assert_eq!(
+            (c.kind, c.help.as_str(), c.unit.as_str()),
+            (MetricType::Counter, "A \"counter\".", "")
+        );
+        let total = &c.samples[0];
+        assert_eq!(total.timestamp_ms, Some(1_234_567_890_123));
+        assert_eq!(label(total, "a"), Some("x\\ty"));
+        let exemplar = total.exemplar.as_ref().unwrap();
+        assert_eq!((exemplar.value, exemplar.timestamp), (1.0, Some(1.5)));
+        assert_eq!(c.samples[1].name, "c_created");
+        assert_eq!(p.families[1].kind, MetricType::Info);
+        let q = &p.families[2];
+        assert_eq!(q.unit, "seconds");
+        assert_eq!(
+            (q.samples[0].value, q.samples[0].timestamp_ms),
+            (-1000.0, Some(-1000))
+        );
+        // In the text format the same timestamp is milliseconds.
+        assert_eq!(
+            parse_as("a 1 1234\n", SourceFormat::Text).families[0].samples[0].timestamp_ms,
+            Some(1234)
+        );
+        assert_eq!(
+            parse_as("a 1 1234\n", SourceFormat::OpenMetrics).families[0].samples[0].timestamp_ms,
+            Some(1_234_000)
+        );
+    }
+
+    #[test]
+    fn infinities_and_unknown_escapes_read_as_prometheus_reads_them() {
+        let p = parse(
+            "# TYPE h histogram\nh_bucket{le=\"+INF\"} 1\nh_count 1\nh_sum 1\ng{a=\"\\q\"} inf\n",
+        );
+        assert_eq!(p.skipped_lines, 0);
+        assert_eq!(label(&p.families[0].samples[0], "le"), Some("+Inf"));
+        assert_eq!(label(&p.families[1].samples[0], "a"), Some("\\q"));
+        assert_eq!(p.families[1].samples[0].value, f64::INFINITY);
+    }
 }
