@@ -748,6 +748,50 @@ mod tests {
     }
 
     #[test]
+    fn native_families_are_checked_by_openmetrics_rules() {
+        let mut snap = fixture_snapshot(include_str!(
+            "../../../tests/fixtures/status_systemtime.json"
+        ));
+        snap.metrics = ok(parse(concat!(
+            "# TYPE g gauge\ng{a=\"1\"} 1 -5\ng{a=\"2\"} 2 5\n",
+            "# TYPE c counter\nc_total{a=\"nan\"} NaN\nc_total{a=\"ok\"} 1\n",
+            "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 3\nh_bucket{le=\"1\"} 1\nh_sum 2\nh_count 3\n",
+            "# TYPE d histogram\nd_bucket{le=\"1\"} 2\nd_bucket{le=\"+Inf\"} 1\nd_sum 1\nd_count 1\n",
+            "# TYPE n histogram\nn_bucket{le=\"+Inf\"} 1\nn_sum 1\n",
+            "# TYPE q summary\nq{quantile=\"2\"} 1\n",
+            "# TYPE s summary\ns{quantile=\"0.5\"} 1\ns_sum NaN\ns_count 1\n",
+        )));
+        let t = translate(&snap, &SourceCounters::default(), &options(1000));
+        let names: Vec<&str> = t.native.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["g", "c", "h"]);
+        // Buckets out of order are put in order, not dropped.
+        let les: Vec<&str> = t.native[2]
+            .samples
+            .iter()
+            .filter_map(|s| s.labels.first().map(|(_, v)| v.as_str()))
+            .collect();
+        assert_eq!(les, ["1", "+Inf"]);
+        let fam = find(&t, "secure_channel_exporter_native_families_dropped");
+        assert_eq!(value(fam, &[("reason", "invalid_histogram")]), 2.0);
+        assert_eq!(value(fam, &[("reason", "invalid_summary")]), 1.0);
+        assert_eq!(value(fam, &[("reason", "invalid_value")]), 1.0);
+        let series = find(&t, "secure_channel_exporter_native_series_dropped");
+        assert_eq!(value(series, &[("reason", "negative_timestamp")]), 1.0);
+        assert_eq!(value(series, &[("reason", "invalid_value")]), 1.0);
+        for format in [Format::PrometheusText, Format::OpenMetrics] {
+            let text = encode_scrape(
+                &snap,
+                &SourceCounters::default(),
+                &options(1000),
+                &[],
+                format,
+            );
+            assert!(!text.contains(" -5"), "{text}");
+            assert_eq!(parse(&text).skipped_lines, 0);
+        }
+    }
+
+    #[test]
     fn hostile_native_series_are_dropped_by_reason() {
         let mut snap = fixture_snapshot(include_str!(
             "../../../tests/fixtures/status_systemtime.json"
