@@ -34,6 +34,9 @@ if [ -n "$forbidden" ]; then
   exit 1
 fi
 
+echo "==> the client crate: cargo doc -D warnings, package list, examples against the simulator"
+scripts/client_examples.sh
+
 echo "==> deployment examples and README flags against the binary"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 python3 tests/deploy_check.py "${CARGO_TARGET_DIR:-target}/debug/secure-channel-exporter"
