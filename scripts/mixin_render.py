@@ -103,8 +103,8 @@ def render(config=None):
     return out
 
 
-def check(files, root):
-    """Print a diff for every file that differs from the rendering; True when none does."""
+def check(files, root, say=print):
+    """Say (print) a diff for every file that differs from the rendering; True when none does."""
     ok = True
     for path, text in files.items():
         full = os.path.join(root, path)
@@ -114,21 +114,21 @@ def check(files, root):
         except FileNotFoundError:
             current = None
         if current == text:
-            print(f"ok   {path} is what the mixin renders")
+            say(f"ok   {path} is what the mixin renders")
             continue
         ok = False
         if current is None:
-            print(f"FAIL {path} is missing")
+            say(f"FAIL {path} is missing")
             continue
-        print(f"FAIL {path} differs from what the mixin renders:")
-        sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
-                                                   f"{path} (committed)", f"{path} (rendered)", n=1))
+        say(f"FAIL {path} differs from what the mixin renders:")
+        say("".join(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
+                                         f"{path} (committed)", f"{path} (rendered)", n=1)).rstrip("\n"))
     # shipped files the mixin no longer renders (a dashboard renamed or removed)
     for path in sorted(os.listdir(os.path.join(root, "dashboards"))):
         rel = f"dashboards/{path}"
         if path.endswith(".json") and rel not in files:
             ok = False
-            print(f"FAIL {rel} is not rendered by the mixin; remove it or add it to grafanaDashboards")
+            say(f"FAIL {rel} is not rendered by the mixin; remove it or add it to grafanaDashboards")
     return ok
 
 

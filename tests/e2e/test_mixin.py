@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Tests of the monitoring mixin (mixin/), the way mixins are tested, on fresh renderings:
 
-1. default settings: the rules pass `promtool check rules` (rule file and the PrometheusRule's
+1. default settings: the drift check fails on a changed byte or a stale dashboard; the rules pass `promtool check rules` (rule file and the PrometheusRule's
    groups) and the project's `promtool test rules` unit tests (alerts/tests/), the dashboards
    pass the dashboard lint (tests/e2e/lint_dashboards.py), and the rendering is what the
    repository ships, byte for byte;
@@ -133,6 +133,18 @@ def test_default(work):
         with open(os.path.join(REPO, path), encoding="utf-8") as f:
             check(f.read() == text, f"default: {path} in the repository is the rendering, byte for byte",
                   "run scripts/generate-mixin.sh")
+    # the drift check itself: a changed byte in any shipped file, or a dashboard the mixin
+    # does not render, must fail it
+    for path, text in files.items():
+        copy = os.path.join(work, "drift-" + os.path.basename(path))
+        write(files, copy)
+        with open(os.path.join(copy, path), "w", encoding="utf-8") as f:
+            f.write(text.replace("secure_channel_up", "secure_channel_upp", 1))
+        check(not mixin_render.check(files, copy, say=lambda _: None), f"drift check fails when {path} differs by one byte")
+    copy = os.path.join(work, "drift-extra")
+    write(files, copy)
+    write({"dashboards/stale.json": "{}\n"}, copy)
+    check(not mixin_render.check(files, copy, say=lambda _: None), "drift check fails on a dashboard the mixin does not render")
     for path, d in dashboards_of(files).items():
         check("$cluster" not in json.dumps(d) and all(v["name"] != "cluster" for v in d["templating"]["list"]),
               f"default: {path} has no cluster variable or filter (showMultiCluster is false)")
