@@ -29,6 +29,8 @@ RENDER = os.path.join(REPO, "mixin", "render.jsonnet")
 YAML_HEADER = """\
 # Generated from the monitoring mixin (mixin/) by scripts/generate-mixin.sh: do not edit.
 # Change mixin/ (settings in mixin/config.libsonnet) and run scripts/generate-mixin.sh.
+# Why each rule is as it is: the comments in mixin/rules/ and mixin/alerts/, and
+# docs/dashboards-and-alerts.md.
 """
 
 # Keys in the order people read rule files and Kubernetes objects; jsonnet sorts object keys

@@ -33,24 +33,14 @@ sys.path.insert(0, os.path.join(REPO, "scripts"))
 import lint_dashboards  # noqa: E402
 import mixin_render  # noqa: E402
 import promql  # noqa: E402
+from e2e import Report  # noqa: E402
 
 RULES = "alerts/secure-channel.rules.yml"
 PROMETHEUSRULE = "alerts/prometheusrule.yaml"
 DEFAULT_SELECTOR = 'job="secure-channel-exporter"'
 
-passed = 0
-failed = 0
-
-
-def check(cond, msg, detail=""):
-    global passed, failed
-    if cond:
-        passed += 1
-        print(f"ok   {msg}", flush=True)
-    else:
-        failed += 1
-        print(f"FAIL {msg}" + (f": {detail}" if detail else ""), flush=True)
-    return cond
+R = Report()
+check = R.check
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -306,8 +296,8 @@ def main():
         test_changed_config(work, default)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"RESULT passed={passed} failed={failed}")
-    return 1 if failed else 0
+    print(f"RESULT passed={R.passed} failed={R.failed}")
+    return 1 if R.failed else 0
 
 
 if __name__ == "__main__":
