@@ -909,6 +909,35 @@ async fn a_client_over_its_rate_gets_429_with_retry_after() {
     api.validate("rate-limit");
 }
 
+#[tokio::test]
+async fn the_status_page_says_what_a_returning_pool_lists() {
+    let sim = sim(&[
+        "--model",
+        "returning",
+        "--callers",
+        "3",
+        "--ops-per-second",
+        "200",
+        "--error-fraction",
+        "0.05",
+    ]);
+    let exp = exporter(&sim, &["--api.rate-limit", "0"]);
+    // Once a listed connection shows use, the pool is known to return them.
+    let mut html = String::new();
+    for _ in 0..300 {
+        html = get_text(&exp.url("/status")).await;
+        if html.contains(">This pool gives used connections back") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        html.contains(">This pool gives used connections back"),
+        "{html}"
+    );
+    assert!(!html.contains(">This pool lists only idle"), "{html}");
+}
+
 /// Chromium from Debian; the test fails (never skips) without it.
 fn chromium() -> String {
     for bin in ["chromium", "chromium-browser"] {
@@ -944,6 +973,16 @@ async fn the_status_page_in_a_real_browser() {
         "{html}"
     );
     assert!(html.contains("data-state=\"healthy\""));
+    // The first view has no rate yet, and says why.
+    assert!(
+        html.contains("<dd id=\"ops\">unknown (needs two fetches"),
+        "{html}"
+    );
+    // What the table can show, for the build the pool looks like.
+    assert!(
+        html.contains("lists only idle connections (the published build)"),
+        "{html}"
+    );
     assert!(
         !html.contains("src=\"http") && !html.contains("href=\"http"),
         "no external assets"
