@@ -748,6 +748,24 @@ mod tests {
     }
 
     #[test]
+    fn valid_native_families_are_passed_without_a_copy() {
+        // The published pool's document and the real captures are valid as
+        // sent: checking them must not cost a copy of every family per scrape.
+        for native in [
+            include_str!("../../../tests/fixtures/native_metrics.txt"),
+            include_str!("../../../tests/fixtures/realpool/busy/native.txt"),
+        ] {
+            let mut snap = fixture_snapshot(include_str!(
+                "../../../tests/fixtures/status_systemtime.json"
+            ));
+            snap.metrics = ok(parse(native));
+            let t = translate(&snap, &SourceCounters::default(), &options(1000));
+            assert_eq!(t.native.len(), 4);
+            assert!(t.native.iter().all(|f| matches!(f, Cow::Borrowed(_))));
+        }
+    }
+
+    #[test]
     fn native_families_are_checked_by_openmetrics_rules() {
         let mut snap = fixture_snapshot(include_str!(
             "../../../tests/fixtures/status_systemtime.json"

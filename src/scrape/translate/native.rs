@@ -162,15 +162,12 @@ fn group_key<'s>(family: &MetricFamily, sample: &'s Sample) -> Vec<&'s Label> {
     key
 }
 
-/// Where a sample goes within its group, for histograms: buckets by `le`,
-/// then count, sum and created time.
+/// Where a sample goes within its group, for histograms: buckets first, by
+/// `le`; the rest (count, sum, created time) after them as they came.
 fn order_in_group(family: &MetricFamily, sample: &Sample) -> (u8, f64) {
-    let suffix = &sample.name[family.name.len().min(sample.name.len())..];
-    match suffix {
-        "_bucket" => (0, le_of(sample).unwrap_or(f64::NAN)),
-        "_count" | "_gcount" => (1, 0.0),
-        "_sum" | "_gsum" => (2, 0.0),
-        _ => (3, 0.0),
+    match member_label(family, sample) {
+        Some(_) => (0, le_of(sample).unwrap_or(f64::NAN)),
+        None => (1, 0.0),
     }
 }
 
