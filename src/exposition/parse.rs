@@ -100,7 +100,24 @@ pub fn detect_format(content_type: Option<&str>, text: &str) -> SourceFormat {
             return SourceFormat::Text;
         }
     }
-    let mut typed: HashMap<&str, &str> = HashMap::new();
+    // Every marker holds one of these; most documents (the published
+    // pool's) hold none, and are told apart by a few fast substring scans
+    // rather than a second pass over their lines.
+    let candidates = [
+        "# EOF",
+        "# UNIT ",
+        " # {",
+        "_created",
+        " gaugehistogram",
+        " stateset",
+        " info",
+        " unknown",
+    ];
+    if !candidates.iter().any(|c| text.contains(c)) {
+        return SourceFormat::Text;
+    }
+    // TYPE lines seen so far, by family name (few; a list beats a map).
+    let mut typed: Vec<(&str, &str)> = Vec::new();
     for line in text.split('\n') {
         let line = line.trim_end_matches('\r');
         if let Some(meta) = line.strip_prefix("# ") {
@@ -113,7 +130,7 @@ pub fn detect_format(content_type: Option<&str>, text: &str) -> SourceFormat {
                 if matches!(word, "gaugehistogram" | "stateset" | "info" | "unknown") {
                     return SourceFormat::OpenMetrics;
                 }
-                typed.insert(name, word);
+                typed.push((name, word));
             }
             continue;
         }
@@ -128,15 +145,19 @@ pub fn detect_format(content_type: Option<&str>, text: &str) -> SourceFormat {
             .unwrap_or(line.len());
         let name = &line[..name_end];
         if let Some(base) = name.strip_suffix("_created") {
-            let family_typed = typed
-                .get(base)
-                .is_some_and(|w| matches!(*w, "counter" | "histogram" | "summary"));
-            if family_typed && !typed.contains_key(name) {
+            let family_typed = type_of(&typed, base)
+                .is_some_and(|w| matches!(w, "counter" | "histogram" | "summary"));
+            if family_typed && type_of(&typed, name).is_none() {
                 return SourceFormat::OpenMetrics;
             }
         }
     }
     SourceFormat::Text
+}
+
+/// The TYPE word declared for `name`, among those seen.
+fn type_of<'t>(typed: &[(&str, &'t str)], name: &str) -> Option<&'t str> {
+    typed.iter().find(|(n, _)| *n == name).map(|(_, w)| *w)
 }
 
 /// Parses a document in the format its markers show ([`detect_format`]).
@@ -489,7 +510,8 @@ fn belongs_to(family: &MetricFamily, sample_name: &str) -> bool {
 /// OpenMetrics parsers accept only the canonical spelling.
 fn canonical_infinity(labels: &mut [Label]) {
     if let Some((_, le)) = labels.iter_mut().find(|(n, _)| n == "le") {
-        if le != "+Inf" && parse_value(le).is_some_and(|v| v == f64::INFINITY) {
+        let spelled_otherwise = le != "+Inf" && le.bytes().any(|b| b == b'i' || b == b'I');
+        if spelled_otherwise && parse_value(le).is_some_and(|v| v == f64::INFINITY) {
             *le = "+Inf".to_owned();
         }
     }
@@ -505,7 +527,7 @@ fn histogram_is_complete(family: &MetricFamily) -> bool {
         if sample.name == bucket_name {
             match sample.labels.iter().find(|(n, _)| n == "le") {
                 Some((_, le)) => {
-                    if parse_value(le).is_some_and(|v| v == f64::INFINITY) {
+                    if le == "+Inf" || parse_value(le).is_some_and(|v| v == f64::INFINITY) {
                         *has_inf = true;
                     }
                 }
@@ -736,6 +758,12 @@ fn parse_quoted(s: &str) -> Option<(String, &str)> {
 /// A sample value as Prometheus reads one: a decimal or exponent number,
 /// or an infinity or NaN spelled in any case.
 pub(crate) fn parse_value(s: &str) -> Option<f64> {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+    {
+        return s.parse().ok();
+    }
     let unsigned = s.strip_prefix(['+', '-']).unwrap_or(s);
     if unsigned.eq_ignore_ascii_case("inf") || unsigned.eq_ignore_ascii_case("infinity") {
         return Some(if s.starts_with('-') {
@@ -746,12 +774,6 @@ pub(crate) fn parse_value(s: &str) -> Option<f64> {
     }
     if s.eq_ignore_ascii_case("nan") {
         return Some(f64::NAN);
-    }
-    if !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-    {
-        return s.parse().ok();
     }
     None
 }
