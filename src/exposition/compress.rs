@@ -98,11 +98,12 @@ pub fn compress(body: &Bytes, encoding: Encoding) -> (Bytes, Encoding) {
 /// another. The answer is a few bytes per piece longer than a single
 /// stream's and takes about 1/n of its time.
 fn gzip(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
-    gzip_in(body, (body.len() / MIN_PIECE).clamp(1, cores()), out)
+    let pieces = (body.len() / MIN_PIECE).clamp(1, cores());
+    gzip_in(body, pieces, GZIP_LEVEL, out)
 }
 
-/// [`gzip`] in `pieces` pieces.
-fn gzip_in(body: &[u8], pieces: usize, out: &mut Vec<u8>) -> std::io::Result<()> {
+/// [`gzip`] in `pieces` pieces at `level`.
+fn gzip_in(body: &[u8], pieces: usize, level: u32, out: &mut Vec<u8>) -> std::io::Result<()> {
     out.extend_from_slice(&GZIP_HEADER);
     let size = body.len().div_ceil(pieces).max(1);
     let starts: Vec<usize> = (0..body.len()).step_by(size).collect();
@@ -118,13 +119,13 @@ fn gzip_in(body: &[u8], pieces: usize, out: &mut Vec<u8>) -> std::io::Result<()>
                 scope.spawn(move || {
                     let (input, dictionary) = piece(i);
                     let mut out = buffer::answers().take(input.len() / 16);
-                    let crc = deflate_piece(input, dictionary, i == last, &mut out)?;
+                    let crc = deflate_piece(input, dictionary, i == last, level, &mut out)?;
                     Ok::<_, std::io::Error>((out, crc))
                 })
             })
             .collect();
         let (input, _) = piece(0);
-        let mut crc = deflate_piece(input, &[], last == 0, out)?;
+        let mut crc = deflate_piece(input, &[], last == 0, level, out)?;
         for helper in helpers {
             let (part, part_crc) = helper
                 .join()
@@ -148,13 +149,17 @@ fn deflate_piece(
     mut input: &[u8],
     dictionary: &[u8],
     last: bool,
+    level: u32,
     out: &mut Vec<u8>,
 ) -> std::io::Result<Crc> {
     let mut crc = Crc::new();
     crc.update(input);
-    let taken = deflaters().lock().unwrap_or_else(|e| e.into_inner()).pop();
-    let mut deflate =
-        taken.unwrap_or_else(|| Compress::new(Compression::new(GZIP_LEVEL), false));
+    // Only the states of the level in use are kept.
+    let keep = level == GZIP_LEVEL;
+    let taken = keep
+        .then(|| deflaters().lock().unwrap_or_else(|e| e.into_inner()).pop())
+        .flatten();
+    let mut deflate = taken.unwrap_or_else(|| Compress::new(Compression::new(level), false));
     let flush = if last {
         FlushCompress::Finish
     } else {
@@ -187,7 +192,7 @@ fn deflate_piece(
     }
     deflate.reset();
     let mut kept = deflaters().lock().unwrap_or_else(|e| e.into_inner());
-    if kept.len() < cores() {
+    if keep && kept.len() < cores() {
         kept.push(deflate);
     }
     done.map(|()| crc)
@@ -379,7 +384,7 @@ mod tests {
         assert!(body.len() > 4 * MIN_PIECE);
         // Four pieces whatever the machine's cores, as on a large server.
         let mut pieces = Vec::new();
-        gzip_in(body.as_bytes(), 4, &mut pieces).unwrap();
+        gzip_in(body.as_bytes(), 4, GZIP_LEVEL, &mut pieces).unwrap();
         let mut back = Vec::new();
         let mut decoder = flate2::read::GzDecoder::new(&pieces[..]);
         decoder.read_to_end(&mut back).unwrap();
@@ -388,7 +393,7 @@ mod tests {
         // some clients).
         assert_eq!(decoder.into_inner().len(), 0);
         let mut one = Vec::new();
-        gzip_in(body.as_bytes(), 1, &mut one).unwrap();
+        gzip_in(body.as_bytes(), 1, GZIP_LEVEL, &mut one).unwrap();
         let mut stream = flate2::write::GzEncoder::new(Vec::new(), Compression::new(GZIP_LEVEL));
         std::io::Write::write_all(&mut stream, body.as_bytes()).unwrap();
         let stream = stream.finish().unwrap();
