@@ -80,6 +80,63 @@ impl Default for ServeOptions {
     }
 }
 
+/// File descriptors kept free of client connections: standard streams,
+/// the listening sockets, the runtime's own, the pool client's connections
+/// (three documents at once, and `/probe` targets), the token and web
+/// config files, /proc reads for the process metrics.
+pub const RESERVED_FILES: u64 = 32;
+
+/// `--web.max-connections`, made to fit the process's open-file limit.
+///
+/// The soft limit is first raised to the hard limit (as Go programs such as
+/// Prometheus do at start); if it still cannot hold `requested` client
+/// connections plus [`RESERVED_FILES`], the cap is lowered to what fits and
+/// a warning says so. Without it, clients could take every descriptor and
+/// the scrape's own connection to the pool would fail ("Too many open
+/// files"), reporting the pool down.
+#[cfg(unix)]
+pub fn fit_open_file_limit(requested: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return requested;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    let soft = lim.rlim_cur as u64;
+    let room = soft.saturating_sub(RESERVED_FILES).max(1);
+    if (requested as u64) <= room {
+        return requested;
+    }
+    let capped = usize::try_from(room).unwrap_or(requested);
+    tracing::warn!(
+        requested,
+        capped,
+        open_file_limit = soft,
+        reserved = RESERVED_FILES,
+        "--web.max-connections {requested} does not fit the open-file limit ({soft}): \
+         serving at most {capped} client connections at once (raise the limit, e.g. \
+         LimitNOFILE= or ulimit -n, to allow more)"
+    );
+    capped
+}
+
+#[cfg(not(unix))]
+pub fn fit_open_file_limit(requested: usize) -> usize {
+    requested
+}
+
 /// The sockets one server accepts on: one per `--web.listen-address`, or
 /// those systemd passed.
 pub struct Listeners(Vec<TcpListener>);
