@@ -217,6 +217,7 @@ fn row(c: &secure_channel_client::Connection) -> String {
         last = c
             .last_activity
             .as_ref()
+            .filter(|t| t.in_range())
             .map_or_else(|| "unknown".into(), |t| html_escape(&t.to_rfc3339())),
         rec = c.reconnects,
         err = c.errors,
