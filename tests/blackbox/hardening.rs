@@ -338,11 +338,17 @@ async fn probe_collectors_are_evicted_least_recently_used() {
     let body = probe(kept.clone()).await;
     // 3 + 6 (every 50th of 260) + this one: nothing was reset.
     assert_eq!(requests_of_kept(&body), 10.0, "{body}");
-    let warnings = exp
-        .logs()
+    let logs = exp.logs();
+    let failure_lines: Vec<&str> = logs
         .lines()
         .filter(|l| l.contains("pool fetch failed"))
-        .count();
+        .collect();
+    let warnings = failure_lines.len();
+    eprintln!(
+        "kept target: {} status requests; {warnings} fetch-failure lines, {} bytes, for 260 failing targets",
+        requests_of_kept(&body),
+        failure_lines.iter().map(|l| l.len() + 1).sum::<usize>()
+    );
     assert!(
         warnings <= 6,
         "{warnings} fetch-failure lines:\n{}",
@@ -427,4 +433,36 @@ async fn pages_send_csp_nosniff_and_frame_headers() {
             "{tag}: {csp}"
         );
     }
+}
+
+/// Item 11, as an operator sees it: a token file that is removed or
+/// emptied is logged at the next fetch (no SIGHUP needed), and the last
+/// good token keeps the scrapes working.
+#[tokio::test]
+async fn a_removed_or_emptied_token_file_is_logged() {
+    let d = dir("hardening-token");
+    let token = write(&d, "token", "s3cret-hardening\n");
+    let sim = sim(&["--token-file", &token]);
+    let exp = exporter(&sim, &["--pool.auth-token-file", &token]);
+    assert_eq!(scrape(&exp).await.source_up("status"), 1.0);
+    std::fs::remove_file(&token).unwrap();
+    let s = scrape(&exp).await;
+    assert_eq!(s.source_up("status"), 1.0, "the last good token is kept");
+    let line = exp.wait_for_log("token file was removed");
+    assert!(
+        line.contains("level=warn") || line.contains("WARN"),
+        "{line}"
+    );
+    // Emptied, and left alone long enough to count as finished.
+    std::fs::write(&token, "").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&token)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(10))
+        .unwrap();
+    let s = scrape(&exp).await;
+    assert_eq!(s.source_up("status"), 1.0);
+    exp.wait_for_log("the file is empty");
+    assert!(!exp.logs().contains("s3cret-hardening"));
 }
