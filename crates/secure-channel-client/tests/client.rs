@@ -279,8 +279,10 @@ async fn slow_answers_time_out_at_the_deadline() {
         .unwrap_err();
     let elapsed = started.elapsed();
     assert_eq!(e.kind().as_str(), "timeout");
+    // Not before the deadline, and let go of at it rather than held for
+    // the pool's 30 s (the half of those is room for a busy machine).
     assert!(elapsed >= Duration::from_millis(290), "{elapsed:?}");
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
     assert!(e.to_string().contains("did not answer within"), "{e}");
 
     let quick = PoolClient::builder()

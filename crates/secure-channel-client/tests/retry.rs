@@ -140,10 +140,9 @@ async fn retries_stay_within_the_deadline() {
         e.status() == Some(503) || e.kind() == secure_channel_client::ErrorKind::Timeout,
         "{e}"
     );
-    assert!(
-        elapsed <= budget + Duration::from_millis(500),
-        "{elapsed:?}"
-    );
+    // A thousand attempts would take minutes; stopping at the deadline
+    // takes the budget. Ten budgets is room for a busy machine.
+    assert!(elapsed < budget * 10, "{elapsed:?}");
     assert!(pool.count() >= 2, "{}", pool.count());
 }
 
@@ -153,18 +152,20 @@ async fn a_backoff_past_the_deadline_returns_the_last_error_at_once() {
     let c = retrying(
         &pool.url(),
         RetryPolicy::new(5)
-            .base_backoff(Duration::from_secs(5))
-            .max_backoff(Duration::from_secs(5))
+            .base_backoff(Duration::from_secs(60))
+            .max_backoff(Duration::from_secs(60))
             .jitter(Jitter::None),
     );
+    // A backoff of a minute against a deadline in 20 s: waiting for
+    // either would take 20 s or more; at once is one prompt 503.
     let started = Instant::now();
     let e = c
-        .status(CallOptions::new().deadline(tokio::time::Instant::now() + Duration::from_secs(2)))
+        .status(CallOptions::new().deadline(tokio::time::Instant::now() + Duration::from_secs(20)))
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(503));
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -188,21 +189,22 @@ async fn attempt_timeout_leaves_room_for_another_attempt() {
         &pool.url(),
         quick(3).attempt_timeout(Some(Duration::from_millis(300))),
     );
-    let started = Instant::now();
     let s = c
         .status(CallOptions::new().deadline(tokio::time::Instant::now() + Duration::from_secs(10)))
         .await
         .unwrap();
+    // Answered (so within the 10 s deadline) by the second attempt: the
+    // first was let go of at its attempt timeout.
     assert_eq!(s.connections.len(), 2);
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(pool.count(), 2);
 
     // Always slow: a timeout, within the deadline.
     let slow = FakePool::start(|_, _| Reply::empty(200).delayed(Duration::from_secs(30))).await;
     let c = retrying(
         &slow.url(),
-        quick(10).attempt_timeout(Some(Duration::from_millis(200))),
+        quick(100).attempt_timeout(Some(Duration::from_millis(200))),
     );
+    // A hundred attempts of 200 ms would take 20 s or more.
     let budget = Duration::from_millis(900);
     let started = Instant::now();
     let e = c
@@ -210,10 +212,6 @@ async fn attempt_timeout_leaves_room_for_another_attempt() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
-    assert!(
-        started.elapsed() <= budget + Duration::from_millis(500),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < budget * 10, "{:?}", started.elapsed());
     assert!(slow.count() >= 2);
 }
