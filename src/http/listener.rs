@@ -526,7 +526,8 @@ fn with_body(head: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// A stream that gives hyper's automatic 400, 414 and 431 answers a body
-/// (see [`AUTOMATIC_ANSWERS`]); every other byte passes unchanged.
+/// (a line of text saying what could not be read); every other byte
+/// passes unchanged.
 pub struct ErrorBodies<S> {
     inner: S,
     /// The rewritten answer, how much of it is written, and how many bytes
