@@ -2,7 +2,7 @@
 //! from reading the clock.
 //!
 //! What the pool cannot tell is `null` with a reason in the answer's
-//! `unknown` list, never a 0 that reads as a measurement (DESIGN.md §2.2).
+//! `unknown` list, never a 0 that reads as a measurement (docs/pool-behaviour.md).
 
 use std::cmp::Ordering;
 use std::time::{Duration, SystemTime};
@@ -17,7 +17,7 @@ use super::native;
 use super::query::{ConnectionsQuery, Order, SortKey};
 
 /// The pool closes listed connections whose p95 exceeds this
-/// (`max_latency_ms`, DESIGN.md §2.2): its own idea of a healthy one.
+/// (`max_latency_ms`, docs/pool-behaviour.md): its own idea of a healthy one.
 pub const POOL_MAX_LATENCY_MS: f64 = 500.0;
 
 const IN_USE_UNKNOWN: &str =
@@ -49,6 +49,10 @@ fn number(v: f64) -> Value {
         json!(v)
     }
 }
+
+/// Why a connection's `last_activity` is null although the pool sent one.
+const TIME_OUT_OF_RANGE: &str =
+    "the pool sent a time out of range (outside years 1 to 9999); it is not used";
 
 /// Collects the reasons for the `null`s of one answer.
 #[derive(Default)]
@@ -118,6 +122,15 @@ pub fn connection_healthy(c: &Connection) -> (bool, &'static str) {
 
 pub fn connection_item(c: &Connection) -> Value {
     let mut out = object(serde_json::to_value(c).unwrap_or_default());
+    if c.last_activity.is_some_and(|t| !t.in_range()) {
+        // The pool sent a time no calendar holds: null, and why.
+        let mut unknown = Unknown::default();
+        out.insert(
+            "last_activity".into(),
+            unknown.null("last_activity", TIME_OUT_OF_RANGE),
+        );
+        out.insert("unknown".into(), unknown.into_value());
+    }
     let (healthy, basis) = connection_healthy(c);
     out.insert("healthy".into(), json!(healthy));
     out.insert("healthy_basis".into(), json!(basis));
@@ -365,6 +378,7 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         .connections
         .iter()
         .filter_map(|c| c.last_activity.as_ref())
+        .filter(|t| t.in_range())
         .map(|t| (now - t.as_secs_f64()).max(0.0))
         .collect();
     let no_conn = "no connection is listed, or none reports last_activity";
@@ -472,8 +486,9 @@ fn native_stats(s: &native::NativeSummary, views: &Views, unknown: &mut Unknown)
     })
 }
 
-/// The seed's "enhanced status" (`/api/v1/status`): the service, the pool
-/// and performance, without the seed's application-specific parts.
+/// The "enhanced status" of the pool's earlier Go service (`/api/v1/status`):
+/// the service, the pool and performance, without that service's
+/// application-specific parts.
 pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
     let mut unknown = Unknown::default();
     let health: Result<Served<Health>, ApiError> = views.health();
