@@ -11,8 +11,8 @@ use secure_channel_exporter::exposition::encode::Encoder;
 use secure_channel_exporter::exposition::{buffer, parse, Encoding, Format};
 use secure_channel_exporter::pool::{Health, PoolStatus};
 use secure_channel_exporter::scrape::translate::{
-    encode_scrape, translate, write_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
-    TranslateOptions,
+    encode_scrape, translate, write_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters,
+    SourceOutcome, TranslateOptions,
 };
 use secure_channel_exporter::sim::{SimConfig, SimPool};
 

@@ -164,7 +164,7 @@ impl BufferPool {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .is_empty();
-                    if !(kept && !self.timer.swap(true, Ordering::AcqRel)) {
+                    if !kept || self.timer.swap(true, Ordering::AcqRel) {
                         return;
                     }
                 }
@@ -238,7 +238,11 @@ mod tests {
         assert_eq!(pool.idle_bytes(), (1 << 20) + (1 << 22));
         assert_eq!(pool.take(600_000).capacity(), 1 << 20);
         pool.give_back(Vec::with_capacity(1 << 19));
-        assert_eq!(pool.take(10 << 20).capacity(), 10 << 20, "the largest, grown");
+        assert_eq!(
+            pool.take(10 << 20).capacity(),
+            10 << 20,
+            "the largest, grown"
+        );
         // Tiny buffers are not pooled.
         pool.give_back(Vec::with_capacity(100));
         assert_eq!(pool.idle_bytes(), 1 << 19);

@@ -111,7 +111,10 @@ fn gzip_in(body: &[u8], pieces: usize, level: u32, out: &mut Vec<u8>) -> std::io
     let piece = |i: usize| {
         let start = starts[i];
         let end = (start + size).min(body.len());
-        (&body[start..end], &body[start.saturating_sub(WINDOW)..start])
+        (
+            &body[start..end],
+            &body[start.saturating_sub(WINDOW)..start],
+        )
     };
     let crc = std::thread::scope(|scope| -> std::io::Result<Crc> {
         let helpers: Vec<_> = (1..starts.len())
@@ -400,17 +403,28 @@ mod tests {
         assert_eq!(one.len(), stream.len(), "one piece is the plain stream");
         // Each later piece costs an empty stored block (5 bytes) and finds
         // the matches across its start through the dictionary.
-        assert!(pieces.len() <= stream.len() + 3 * 128, "{} against {}", pieces.len(), stream.len());
+        assert!(
+            pieces.len() <= stream.len() + 3 * 128,
+            "{} against {}",
+            pieces.len(),
+            stream.len()
+        );
     }
 
     #[test]
     fn small_answers_are_not_compressed() {
         let small = Bytes::from_static(b"secure_channel_up 1\n");
-        assert_eq!(compress(&small, Encoding::Gzip), (small, Encoding::Identity));
+        assert_eq!(
+            compress(&small, Encoding::Gzip),
+            (small, Encoding::Identity)
+        );
         let big = Bytes::from(vec![b'a'; MIN_COMPRESS_BYTES]);
         let (body, used) = compress(&big, Encoding::Zstd);
         assert_eq!(used, Encoding::Zstd);
         assert!(body.len() < 100);
-        assert_eq!(compress(&big, Encoding::Identity), (big, Encoding::Identity));
+        assert_eq!(
+            compress(&big, Encoding::Identity),
+            (big, Encoding::Identity)
+        );
     }
 }

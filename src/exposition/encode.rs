@@ -274,15 +274,7 @@ pub fn write_value(out: &mut String, v: f64) {
     } else if !write_short_decimal(out, v) {
         // Debug is the shortest representation that round-trips, and uses
         // an exponent for very large or small magnitudes.
-        if (1e-4..1e16).contains(&v.abs()) {
-            // Where Debug prints a plain decimal, so does Ryū, with the
-            // same (shortest, closest) digits and without the standard
-            // library's Grisu-then-Dragon search: full-precision
-            // timestamps (10,000 a scrape) land here.
-            out.push_str(ryu::Buffer::new().format_finite(v));
-        } else {
-            let _ = write!(out, "{v:?}");
-        }
+        let _ = write!(out, "{v:?}");
     }
 }
 

@@ -619,8 +619,7 @@ mod tests {
         let (again, _) = c.render_bytes(&first, Format::OpenMetrics, &extra, Encoding::Identity);
         assert_eq!(om.as_ptr(), again.as_ptr(), "extra families unchanged");
         extra.0.store(2, Ordering::Relaxed);
-        let (changed, _) =
-            c.render_bytes(&first, Format::OpenMetrics, &extra, Encoding::Identity);
+        let (changed, _) = c.render_bytes(&first, Format::OpenMetrics, &extra, Encoding::Identity);
         assert!(changed.ends_with(b"x_total 2\n# EOF\n"), "re-rendered");
         assert!(
             text.contains("secure_channel_exporter_source_requests_total{source=\"status\"} 1\n")
