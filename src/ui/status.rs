@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::landing::html_escape;
 use crate::http::{respond, Body};
-use crate::rest::query::{ConnectionsQuery, Order, SortKey, MAX_LIMIT};
+use crate::rest::query::{whole_number, ConnectionsQuery, Order, SortKey, MAX_LIMIT};
 use crate::rest::{views, Api};
 
 /// Seconds between refreshes unless `?refresh=` says otherwise.
@@ -25,16 +25,22 @@ const COLUMNS: [(SortKey, &str); 5] = [
 
 /// `?sort=&order=` for the table (as the API takes them) and `?refresh=`.
 fn page_query(query: Option<&str>) -> Result<(ConnectionsQuery, u32), String> {
-    let mut refresh = DEFAULT_REFRESH_SECONDS;
+    let mut refresh = None;
     let mut rest = Vec::new();
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
+            "refresh" if refresh.is_some() => {
+                return Err("refresh: given more than once".to_owned())
+            }
             "refresh" => {
-                refresh = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|s| (1..=3600).contains(s))
-                    .ok_or_else(|| format!("refresh={v:?}: expected seconds from 1 to 3600"))?;
+                refresh = Some(
+                    whole_number(&v)
+                        .filter(|s| (1..=3600).contains(s))
+                        .map(|s| s as u32)
+                        .ok_or_else(|| {
+                            format!("refresh={v:?}: expected seconds from 1 to 3600 (digits only)")
+                        })?,
+                );
             }
             "sort" | "order" => rest.push((k.into_owned(), v.into_owned())),
             other => {
@@ -49,7 +55,7 @@ fn page_query(query: Option<&str>) -> Result<(ConnectionsQuery, u32), String> {
         .finish();
     let mut q = ConnectionsQuery::parse(Some(&encoded)).map_err(|e| e.to_string())?;
     q.limit = MAX_LIMIT;
-    Ok((q, refresh))
+    Ok((q, refresh.unwrap_or(DEFAULT_REFRESH_SECONDS)))
 }
 
 fn number(v: &Value) -> String {
@@ -373,6 +379,8 @@ mod tests {
         assert_eq!(q.limit, MAX_LIMIT);
         assert!(page_query(Some("refresh=0")).is_err());
         assert!(page_query(Some("limit=5")).is_err());
+        assert!(page_query(Some("refresh=%2B5")).is_err());
+        assert!(page_query(Some("refresh=5&refresh=6")).is_err());
         assert!(page_query(Some("sort=nope")).is_err());
         assert_eq!(page_query(None).unwrap().1, DEFAULT_REFRESH_SECONDS);
     }
