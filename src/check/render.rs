@@ -81,6 +81,7 @@ fn document_line(d: &DocumentReport) -> String {
     if let Some(format) = d.format {
         let _ = write!(line, " {format}");
     }
+    let mut line = line.trim_end().to_owned();
     match (&d.summary, &d.error) {
         (Some(summary), _) => {
             let _ = write!(line, ": {summary}");
