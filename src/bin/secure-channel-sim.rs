@@ -20,7 +20,7 @@ struct SimArgs {
     /// address to listen on (default 127.0.0.1:9090); with --pools N, the first of N consecutive ports
     #[argh(option, default = "String::from(\"127.0.0.1:9090\")")]
     web_listen_address: String,
-    /// independent pools to serve, one per port from --web.listen-address up; each gets seed+i and the endpoint pool-<i>.<endpoint> (default 1)
+    /// independent pools to serve, one per port from --web.listen-address up; each gets seed+i and the endpoint pool-I.ENDPOINT (I from 0) (default 1)
     #[argh(option, default = "1")]
     pools: u16,
     /// pool build to behave like: published (checked-out connections never come back; only idle ones are listed) or returning (default published)
