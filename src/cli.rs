@@ -294,28 +294,50 @@ pub fn explain_parse_error(output: &str, typed: &[String], help: &str, words: &[
 fn closest<'a>(typed: &str, candidates: &'a [String]) -> Option<&'a str> {
     let key = |s: &str| s.to_ascii_lowercase().replace('.', "-");
     let typed_key = key(typed);
-    let allowed = (typed_key.len() / 4).clamp(1, 3);
-    candidates
+    let allowed = (typed_key.len() / 4).clamp(2, 3);
+    let near = candidates
         .iter()
         .map(|c| (edit_distance(&typed_key, &key(c)), c))
         .filter(|(d, _)| *d <= allowed)
         .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.as_str())
+        .map(|(_, c)| c.as_str());
+    // `--url` for `--pool.url`: the flag without its section, when only
+    // one section has it.
+    let bare = typed.trim_start_matches('-');
+    let mut sections = candidates
+        .iter()
+        .filter(|c| c.rsplit_once('.').is_some_and(|(_, name)| name == bare));
+    near.or_else(|| match (sections.next(), sections.next()) {
+        (Some(only), None) => Some(only.as_str()),
+        _ => None,
+    })
 }
 
-/// Levenshtein distance over bytes (flag names are ASCII).
+/// Edit distance over bytes (flag names are ASCII) in which swapping two
+/// neighbouring characters costs one edit, as typing them does.
 fn edit_distance(a: &str, b: &str) -> usize {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut current = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous[j] + usize::from(ca != cb);
-            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
-        }
-        previous = current;
+    // d[i][j]: distance between a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
     }
-    previous[b.len()]
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// A flag value that cannot be used; the message names the flag.
@@ -996,6 +1018,25 @@ mod tests {
             let err = parse(args).unwrap_err();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn close_typos_get_a_suggestion_and_other_words_none() {
+        let flags: Vec<String> = ["--model", "--pool.url", "--web.listen-address", "--demo"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(closest("--modle", &flags), Some("--model"));
+        assert_eq!(closest("--pool-ulr", &flags), Some("--pool.url"));
+        assert_eq!(
+            closest("--web.listen-adres", &flags),
+            Some("--web.listen-address")
+        );
+        assert_eq!(closest("--frobnicate", &flags), None);
+        assert_eq!(closest("--url", &flags), Some("--pool.url"));
+        assert_eq!(closest("--address", &flags), None);
+        assert_eq!(edit_distance("abcd", "acbd"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use argh::FromArgs;
-use secure_channel_exporter::cli::{normalize_args, parse_duration, parse_listen_address};
+use secure_channel_exporter::cli::{
+    dotted_help, explain_parse_error, normalize_args, parse_duration, parse_listen_address,
+};
 use secure_channel_exporter::http::web::WebConfigWatcher;
 use secure_channel_exporter::http::{shutdown_signal, ServeOptions};
 use secure_channel_exporter::logging::{self, LogFormat, LogLevel};
@@ -85,7 +87,8 @@ fn fail(message: String) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let argv = normalize_args(std::env::args().skip(1));
+    let typed: Vec<String> = std::env::args().skip(1).collect();
+    let argv = normalize_args(typed.iter().cloned());
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match SimArgs::from_args(&["secure-channel-sim"], &strs) {
         Ok(a) => a,
@@ -94,7 +97,11 @@ fn main() -> ExitCode {
                 print!("{}", early.output);
                 return ExitCode::SUCCESS;
             }
-            return fail(early.output.trim_end().to_owned());
+            let help = SimArgs::from_args(&["secure-channel-sim"], &["--help"])
+                .err()
+                .map(|e| dotted_help(&e.output))
+                .unwrap_or_default();
+            return fail(explain_parse_error(&early.output, &typed, &help, &[]));
         }
     };
     let time_format: TimeFormat = match args.time_format.parse() {

@@ -190,3 +190,20 @@ async fn custom_telemetry_path() {
     let old = client().get(exp.url("/metrics")).send().await.unwrap();
     assert_eq!(old.status(), 404);
 }
+
+#[test]
+fn the_simulator_suggests_flags_too() {
+    let out = Command::new(SIM)
+        .args(["--modle", "returning"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown flag --modle: did you mean --model?"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["--url", "http://pool:9090"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("did you mean --pool.url?"), "{stderr}");
+}
