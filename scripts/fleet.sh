@@ -49,6 +49,13 @@ for bin in secure-channel-sim secure-channel-exporter; do
     [ -x "$BIN_DIR/$bin" ] || { echo "fleet: $BIN_DIR/$bin missing" >&2; exit 2; }
 done
 
+for port in $(seq "$BASE" "$CENTRAL"); do
+    if (: >"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "fleet: port $port is in use (a previous run still stopping?); set FLEET_BASE_PORT" >&2
+        exit 2
+    fi
+done
+
 WORK=$(mktemp -d /tmp/sce-fleet.XXXXXX)
 PIDS=()
 cleanup() {
@@ -241,9 +248,11 @@ echo "fleet: pool $FAULTED ($FAULTED_URL) made to drop every request; waiting fo
 firing() { query "$CENTRAL" "ALERTS{alertstate=\"firing\"$1}" | python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)["metric"]; print(m["alertname"], m.get("instance",""), m.get("job",""))' | sort; }
-pool_down_fired() { firing ',alertname="SecureChannelPoolDown"' | grep -q .; }
+# Both jobs scrape the pool, each on its own schedule: wait for both alerts.
+pool_down_fired() {
+    [ "$(firing ',alertname="SecureChannelPoolDown"' | grep -c " $FAULTED_URL ")" -ge 2 ]
+}
 if wait_until 300 pool_down_fired; then
-    sleep 10 # both jobs' alerts, and any wrongly firing one, have time to show
     after=$(($(date +%s) - fault_at))
     alerts=$(firing "")
     others=$(printf '%s\n' "$alerts" | grep . | grep -vc " $FAULTED_URL ")

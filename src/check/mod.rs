@@ -141,7 +141,7 @@ pub fn assess(pool: String, token_sent: bool, answers: [(String, Answer); 3]) ->
         Ok((summary, s))
     });
     let health_raw = health.1.as_ref().ok().map(|f| f.body().clone());
-    let (health_report, _health_doc) = decode(health, |f| {
+    let (health_report, _) = decode(health, |f| {
         let h: Health = f.json()?;
         let summary = match h.is_healthy() {
             Some(true) => "healthy".to_owned(),
@@ -171,7 +171,10 @@ pub fn assess(pool: String, token_sent: bool, answers: [(String, Answer); 3]) ->
         .iter()
         .any(|d| d.http_status.is_some() || d.result == ErrorKind::TooLarge.as_str());
     let token_docs = [&documents.status, &documents.metrics];
-    let auth = if token_docs.iter().any(|d| d.result == "unauthorized") {
+    let auth = if token_docs
+        .iter()
+        .any(|d| d.result == ErrorKind::Unauthorized.as_str())
+    {
         Auth::Refused
     } else if token_docs.iter().any(|d| d.http_status.is_some()) {
         if token_sent {
