@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use reqwest::Url;
-use secure_channel_client::{Document, ErrorKind, Token};
+use secure_channel_client::{CallOptions, Document, ErrorKind, Token};
 use tokio::time::Instant;
 
 use super::{Health, PoolStatus};
@@ -82,7 +82,7 @@ impl PoolClient {
     pub fn new(config: &PoolClientConfig) -> Result<Self, ClientBuildError> {
         let mut builder = secure_channel_client::PoolClient::builder()
             .base_url(config.base_url.as_str())
-            .token_source(config.token.clone())
+            .token(config.token.clone())
             .timeout(config.connect_timeout)
             .connect_timeout(config.connect_timeout)
             .max_body_bytes(config.max_body_bytes)
@@ -129,13 +129,17 @@ impl PoolClient {
     }
 
     pub async fn status(&self, deadline: Instant) -> Result<PoolStatus, FetchError> {
-        self.inner.status_until(deadline).await
+        self.inner
+            .status(CallOptions::new().deadline(deadline))
+            .await
     }
 
     /// The health document; a 503 carrying the JSON body is an answer
     /// ("unhealthy"), not a failure.
     pub async fn health(&self, deadline: Instant) -> Result<Health, FetchError> {
-        self.inner.health_until(deadline).await
+        self.inner
+            .health(CallOptions::new().deadline(deadline))
+            .await
     }
 
     /// The native exposition, parsed within `limits`. A body with content
@@ -146,7 +150,10 @@ impl PoolClient {
         deadline: Instant,
         limits: ParseLimits,
     ) -> Result<ParsedExposition, FetchError> {
-        let fetched = self.inner.fetch(Document::Metrics, deadline).await?;
+        let fetched = self
+            .inner
+            .fetch(Document::Metrics, CallOptions::new().deadline(deadline))
+            .await?;
         parse_native(&fetched, limits)
     }
 }
@@ -161,15 +168,10 @@ pub fn parse_native(
     let text = String::from_utf8_lossy(fetched.body());
     let parsed = exposition::parse_limited(&text, limits);
     if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
-        return Err(FetchError::Decode {
-            url: fetched.url().to_owned(),
-            detail: format!(
-                "no readable sample in {} lines of text exposition",
-                parsed.skipped_lines
-            ),
-            line: 0,
-            column: 0,
-        });
+        return Err(fetched.decode_error(format_args!(
+            "no readable sample in {} lines of text exposition",
+            parsed.skipped_lines
+        )));
     }
     Ok(parsed)
 }

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use secure_channel_client::{Document, Error as ClientError, Health, PoolStatus};
+use secure_channel_client::{CallOptions, Document, Error as ClientError, Health, PoolStatus};
 use tokio::time::Instant;
 
 use super::error::ApiError;
@@ -478,14 +478,22 @@ impl SnapshotCache {
         let (status, health, metrics) = tokio::join!(
             async {
                 if wants(Document::Status) {
-                    Some(self.client.status_until(deadline).await)
+                    Some(
+                        self.client
+                            .status(CallOptions::new().deadline(deadline))
+                            .await,
+                    )
                 } else {
                     None
                 }
             },
             async {
                 if wants(Document::Health) {
-                    Some(self.client.health_until(deadline).await)
+                    Some(
+                        self.client
+                            .health(CallOptions::new().deadline(deadline))
+                            .await,
+                    )
                 } else {
                     None
                 }
@@ -533,7 +541,10 @@ impl SnapshotCache {
     /// scrape path's default limits (a hostile exposition cannot make the
     /// API hold more than a scrape would).
     async fn native(&self, deadline: Instant) -> Result<NativeDoc, ClientError> {
-        let fetched = self.client.fetch(Document::Metrics, deadline).await?;
+        let fetched = self
+            .client
+            .fetch(Document::Metrics, CallOptions::new().deadline(deadline))
+            .await?;
         let parsed =
             crate::pool::client::parse_native(&fetched, crate::scrape::Limits::DEFAULT.parse())?;
         let text = fetched.text()?.to_owned();
@@ -592,6 +603,20 @@ mod tests {
         assert_eq!(s.points.len(), 1);
     }
 
+    /// A timeout, as the client reports a call whose deadline had passed.
+    fn expired_call_error() -> ClientError {
+        let client = secure_channel_client::PoolClient::builder()
+            .build()
+            .unwrap();
+        let expired = CallOptions::new().deadline(Instant::now() - Duration::from_millis(1));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(client.status(expired))
+            .unwrap_err()
+    }
+
     #[test]
     fn stale_then_error_after_stale_max() {
         let mut slot = Slot::<u32>::default();
@@ -599,10 +624,7 @@ mod tests {
         slot.store(Ok(7));
         let served = slot.serve(Duration::from_secs(60), true).unwrap();
         assert!(!served.stale);
-        slot.store(Err(ClientError::Timeout {
-            url: "http://p/status/connections".into(),
-            budget: Duration::from_secs(1),
-        }));
+        slot.store(Err(expired_call_error()));
         let served = slot.serve(Duration::from_secs(60), true).unwrap();
         assert!(served.stale);
         assert_eq!(*served.value, 7);

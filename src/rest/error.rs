@@ -109,15 +109,22 @@ mod tests {
         let resp = e.response();
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()[RETRY_AFTER], "2");
-        let timeout = secure_channel_client::Error::Timeout {
-            url: "http://p/healthz".into(),
-            budget: Duration::from_secs(1),
-        };
+        let client = secure_channel_client::PoolClient::builder()
+            .build()
+            .unwrap();
+        let expired = secure_channel_client::CallOptions::new()
+            .deadline(tokio::time::Instant::now() - Duration::from_millis(1));
+        let timeout = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(client.status(expired))
+            .unwrap_err();
         assert_eq!(ApiError::from_pool(&timeout).status(), 504);
-        let status = secure_channel_client::Error::Status {
-            url: "http://p/healthz".into(),
-            status: 500,
-        };
+        let status = secure_channel_client::PoolClient::builder()
+            .base_url("ftp://pool")
+            .build()
+            .unwrap_err();
         assert_eq!(ApiError::from_pool(&status).code(), "pool_bad_answer");
     }
 }
