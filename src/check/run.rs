@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use secure_channel_client::Document;
+use secure_channel_client::{CallOptions, Document};
 use tokio::time::Instant;
 
 use super::{assess, Report};
@@ -15,11 +15,11 @@ use crate::pool::{client::ClientBuildError, PoolClient, PoolClientConfig};
 pub async fn run(config: &PoolClientConfig, timeout: Duration) -> Result<Report, ClientBuildError> {
     let client = PoolClient::new(config)?;
     let api = client.api_client();
-    let deadline = Instant::now() + timeout;
+    let within = CallOptions::new().deadline(Instant::now() + timeout);
     let (status, health, metrics) = tokio::join!(
-        api.fetch(Document::Status, deadline),
-        api.fetch(Document::Health, deadline),
-        api.fetch(Document::Metrics, deadline),
+        api.fetch(Document::Status, within),
+        api.fetch(Document::Health, within),
+        api.fetch(Document::Metrics, within),
     );
     let url = |doc| client.display_url(doc).to_owned();
     Ok(assess(
