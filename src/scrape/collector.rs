@@ -278,8 +278,10 @@ impl Collector {
             let reason = failure_reason(e).as_str();
             let url = self.client.display_url(doc);
             // A pool that fails every scrape would otherwise write three
-            // such lines per scrape.
-            let key = format!("pool fetch failed {} {reason} {url}", doc.as_str());
+            // such lines per scrape. Keyed by document and reason, not URL:
+            // /probe of hundreds of failing targets is one line per reason
+            // and window, with the count of the others.
+            let key = format!("pool fetch failed {} {reason}", doc.as_str());
             if let Some(repeats) = crate::logging::throttle().admit(&key) {
                 tracing::warn!(
                     document = doc.as_str(),

@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod compression;
 mod faults;
+mod hardening;
 mod lifecycle;
 mod listen;
 mod perf;
