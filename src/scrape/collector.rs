@@ -320,7 +320,7 @@ impl Collector {
 
     /// The answer to a scrape of `collected`, with `extra`'s families (the
     /// web and API layers') among the rest, in `encoding` when the body is
-    /// large enough to gain from it (see [`compress`]). Returns the coding
+    /// large enough to gain from it (see [`compress()`]). Returns the coding
     /// actually used.
     ///
     /// The scrapes that joined one fetch send the same buffer, compressed
