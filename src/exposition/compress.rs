@@ -106,7 +106,8 @@ fn gzip(body: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
 fn gzip_in(body: &[u8], pieces: usize, level: u32, out: &mut Vec<u8>) -> std::io::Result<()> {
     out.extend_from_slice(&GZIP_HEADER);
     let size = body.len().div_ceil(pieces).max(1);
-    let starts: Vec<usize> = (0..body.len()).step_by(size).collect();
+    // An empty body is one empty piece.
+    let starts: Vec<usize> = (0..body.len().max(1)).step_by(size).collect();
     let last = starts.len().saturating_sub(1);
     let piece = |i: usize| {
         let start = starts[i];
@@ -375,6 +376,12 @@ mod tests {
         );
         assert!(gz.len() * 10 < body.len(), "gzip {}", gz.len());
         assert!(zs.len() * 10 < body.len(), "zstd {}", zs.len());
+        let empty = Encoding::Gzip.compress(b"").unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&empty[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
     }
 
     /// A body of several pieces: one gzip member whose pieces decode to
