@@ -11,14 +11,15 @@ use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::cli::Config;
+use crate::exposition::{Encoder, Families};
 use crate::http::bind::{bind_all, systemd_listeners, BindError};
 use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
 use crate::http::{self, text, Gate, RouteOptions, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
 use crate::pool::PoolClient;
-use crate::rest::{self, Api, ApiConfig, CacheSettings};
-use crate::scrape::self_metrics::WebMetrics;
+use crate::rest::{self, Api, ApiConfig, ApiMetrics, CacheSettings};
+use crate::scrape::self_metrics::{WebFamilies, WebMetrics};
 use crate::scrape::{self, Collector, Probe};
 use crate::sim::{self, SimConfig, SimHandle, SimPool};
 use crate::ui;
@@ -92,6 +93,25 @@ struct Exporter {
     api: Api,
 }
 
+/// The families of the web and API layers in the scrape's answer.
+struct WebAndApi<'a> {
+    web: WebFamilies<'a>,
+    api: &'a ApiMetrics,
+}
+
+impl Families for WebAndApi<'_> {
+    fn encode(&self, encoder: &mut Encoder) {
+        self.web.encode(encoder);
+        self.api.encode(encoder);
+    }
+
+    fn version(&self) -> u64 {
+        // Either changing changes the sum's bits somewhere; a collision
+        // would only serve web counters one scrape old.
+        self.web.version() ^ self.api.version().rotate_left(32)
+    }
+}
+
 /// Every path the exporter answers. `cors`: whether CORS preflights reach
 /// the API.
 fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteError> {
@@ -132,16 +152,12 @@ fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteErr
             &literal(telemetry_path),
             |app: Arc<Exporter>, req, _| async move {
                 let reload_ok = app.web.as_ref().is_none_or(|w| w.last_reload_ok());
-                let web_metrics = |format| {
-                    app.web_metrics.render(reload_ok, format) + &app.api.metrics().render(format)
+                let extra = WebAndApi {
+                    web: app.web_metrics.with_reload(reload_ok),
+                    api: app.api.metrics(),
                 };
-                scrape::routes::metrics(
-                    &app.collector,
-                    &req,
-                    app.scrape_timeout_offset,
-                    web_metrics,
-                )
-                .await
+                scrape::routes::metrics(&app.collector, &req, app.scrape_timeout_offset, &extra)
+                    .await
             },
         )?
         .route("/probe", |app: Arc<Exporter>, req, _| async move {
@@ -227,14 +243,19 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         web: web.clone(),
         api,
     });
-    let gate = Arc::new(Gate::new(web.clone(), stats.clone()));
+    let mut gate = Gate::new(web.clone(), stats.clone());
+    if let Some(cors) = config.api.cors.clone() {
+        gate =
+            gate.with_refusal_headers(Arc::new(move |headers, resp| cors.decorate(headers, resp)));
+    }
+    let gate = Arc::new(gate);
     let router = Arc::new(router);
     let handler = move |req: Request<Incoming>| {
         let (gate, router, exporter) = (gate.clone(), router.clone(), exporter.clone());
         async move { Ok::<_, Infallible>(gate.handle(&router, exporter, req).await) }
     };
     let options = ServeOptions {
-        max_connections: config.web_max_connections,
+        max_connections: crate::http::listener::fit_open_file_limit(config.web_max_connections),
         max_requests: config.web_max_requests,
         header_read_timeout: config.web_read_header_timeout,
         write_timeout: config.web_write_timeout,

@@ -5,13 +5,14 @@
 //! exposition round-trips unchanged and the encoders decide how each format
 //! spells it.
 
+pub mod buffer;
 pub mod compress;
 pub mod encode;
 pub mod negotiate;
 pub mod parse;
 
-pub use compress::{negotiate_encoding, Encoding};
-pub use encode::{encode, Format};
+pub use compress::{compress, negotiate_encoding, Encoding};
+pub use encode::{encode, Encoder, Families, Format};
 pub use negotiate::negotiate;
 pub use parse::{
     detect_format, parse, parse_as, parse_limited, parse_limited_as, ParseLimits, ParsedExposition,

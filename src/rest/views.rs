@@ -50,6 +50,10 @@ fn number(v: f64) -> Value {
     }
 }
 
+/// Why a connection's `last_activity` is null although the pool sent one.
+const TIME_OUT_OF_RANGE: &str =
+    "the pool sent a time out of range (outside years 1 to 9999); it is not used";
+
 /// Collects the reasons for the `null`s of one answer.
 #[derive(Default)]
 struct Unknown(Vec<Value>);
@@ -118,6 +122,15 @@ pub fn connection_healthy(c: &Connection) -> (bool, &'static str) {
 
 pub fn connection_item(c: &Connection) -> Value {
     let mut out = object(serde_json::to_value(c).unwrap_or_default());
+    if c.last_activity.is_some_and(|t| !t.in_range()) {
+        // The pool sent a time no calendar holds: null, and why.
+        let mut unknown = Unknown::default();
+        out.insert(
+            "last_activity".into(),
+            unknown.null("last_activity", TIME_OUT_OF_RANGE),
+        );
+        out.insert("unknown".into(), unknown.into_value());
+    }
     let (healthy, basis) = connection_healthy(c);
     out.insert("healthy".into(), json!(healthy));
     out.insert("healthy_basis".into(), json!(basis));
@@ -365,6 +378,7 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         .connections
         .iter()
         .filter_map(|c| c.last_activity.as_ref())
+        .filter(|t| t.in_range())
         .map(|t| (now - t.as_secs_f64()).max(0.0))
         .collect();
     let no_conn = "no connection is listed, or none reports last_activity";

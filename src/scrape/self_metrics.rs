@@ -1,20 +1,21 @@
 //! The exporter's counters and gauges that live across scrapes, in
-//! `prometheus-client` registries with typed label sets, encoded by its
-//! OpenMetrics and Prometheus-text encoders into the scrape's answer. (The
+//! `prometheus-client` registries with typed label sets, written into the
+//! scrape's answer by its encoder ([`Encoder::registry`], which uses
+//! prometheus-client's OpenMetrics and Prometheus-text encoders). (The
 //! per-scrape families, the per-connection series and the native
 //! passthrough are written by our own streaming encoder: see
 //! docs/architecture.md for why.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use prometheus_client::encoding::{prometheus_text, text, EncodeLabelSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::catalogue::{self, FamilyDef};
-use crate::exposition::{Encoding, Format};
+use crate::exposition::{Encoder, Encoding, Families};
 use crate::http::WebStats;
 use crate::pool::{Document, FailureReason, FAILURE_REASONS};
 
@@ -43,16 +44,6 @@ pub(crate) fn register(
 ) {
     let name = def.name.strip_suffix("_total").unwrap_or(def.name);
     registry.register(name, def.help.trim_end_matches('.'), metric);
-}
-
-/// Writes `registry` in `format`, without OpenMetrics' `# EOF` (the
-/// answer's own encoder ends it).
-pub fn encode(registry: &Registry, format: Format, out: &mut String) {
-    // Writing into a String cannot fail.
-    let _ = match format {
-        Format::OpenMetrics => text::encode_registry(out, registry),
-        Format::PrometheusText => prometheus_text::encode(out, registry),
-    };
 }
 
 /// Fetches of the pool's documents and their failures, by reason: one set
@@ -161,8 +152,8 @@ impl SourceMetrics {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn encode(&self, format: Format, out: &mut String) {
-        encode(&self.registry, format, out);
+    pub fn encode(&self, encoder: &mut Encoder) {
+        encoder.registry(&self.registry);
     }
 }
 
@@ -171,6 +162,8 @@ impl SourceMetrics {
 pub struct WebMetrics {
     registry: Registry,
     reload_ok: Option<Gauge>,
+    /// The counters in `registry`, for [`WebMetrics::version`].
+    counters: [Counter; 2],
 }
 
 impl WebMetrics {
@@ -199,24 +192,48 @@ impl WebMetrics {
         Self {
             registry,
             reload_ok,
+            counters: [
+                stats.auth_failures.clone(),
+                stats.tls_handshake_failures.clone(),
+            ],
         }
     }
 
-    /// The families in `format`, with the reload gauge set to `reload_ok`.
-    pub fn render(&self, reload_ok: bool, format: Format) -> String {
-        if let Some(gauge) = &self.reload_ok {
-            gauge.set(i64::from(reload_ok));
+    /// The families, with the reload gauge set to `reload_ok`.
+    pub fn with_reload(&self, reload_ok: bool) -> WebFamilies<'_> {
+        WebFamilies {
+            metrics: self,
+            reload_ok,
         }
-        let mut out = String::with_capacity(1024);
-        encode(&self.registry, format, &mut out);
-        out
+    }
+}
+
+/// [`WebMetrics`] as they stand, for the scrape's answer.
+pub struct WebFamilies<'a> {
+    metrics: &'a WebMetrics,
+    reload_ok: bool,
+}
+
+impl Families for WebFamilies<'_> {
+    fn encode(&self, encoder: &mut Encoder) {
+        if let Some(gauge) = &self.metrics.reload_ok {
+            gauge.set(i64::from(self.reload_ok));
+        }
+        encoder.registry(&self.metrics.registry);
+    }
+
+    /// Counters only grow, so their sum changes with any of them; the
+    /// reload flag takes the top bit.
+    fn version(&self) -> u64 {
+        let counts: u64 = self.metrics.counters.iter().map(Counter::get).sum();
+        counts | (u64::from(self.reload_ok) << 63)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::parse;
+    use crate::exposition::{parse, Format};
 
     #[test]
     fn every_source_pair_is_present_from_the_start_and_counts() {
@@ -226,8 +243,9 @@ mod tests {
         let before = m.generation();
         m.record(Document::Metrics, Some(FailureReason::Decode));
         assert!(m.generation() > before);
-        let mut text = String::new();
-        m.encode(Format::PrometheusText, &mut text);
+        let mut encoder = Encoder::new(Format::PrometheusText, 0);
+        m.encode(&mut encoder);
+        let text = encoder.finish();
         let parsed = parse(&text);
         assert_eq!(parsed.skipped_lines, 0, "{text}");
         let value = |name: &str, labels: &[(&str, &str)]| {
@@ -268,12 +286,18 @@ mod tests {
     }
 
     #[test]
-    fn openmetrics_output_has_no_eof_of_its_own() {
+    fn web_families_end_once_and_their_version_follows_them() {
         let stats = WebStats::default();
         stats.auth_failures.inc();
         let web = WebMetrics::new(&stats, true);
-        let om = web.render(false, Format::OpenMetrics);
-        assert!(!om.contains("# EOF"), "{om}");
+        let render = |reload_ok, format| {
+            let mut encoder = Encoder::new(format, 0);
+            web.with_reload(reload_ok).encode(&mut encoder);
+            encoder.finish()
+        };
+        let om = render(false, Format::OpenMetrics);
+        assert_eq!(om.matches("# EOF").count(), 1, "{om}");
+        assert!(om.ends_with("# EOF\n"), "{om}");
         assert!(
             om.contains("secure_channel_exporter_web_auth_failures_total 1\n"),
             "{om}"
@@ -282,10 +306,14 @@ mod tests {
             om.contains("secure_channel_exporter_web_config_last_reload_successful 0\n"),
             "{om}"
         );
-        let text = web.render(true, Format::PrometheusText);
+        let text = render(true, Format::PrometheusText);
         assert!(
             text.contains("secure_channel_exporter_web_config_last_reload_successful 1\n"),
             "{text}"
         );
+        let before = web.with_reload(true).version();
+        assert_ne!(web.with_reload(false).version(), before);
+        stats.tls_handshake_failures.inc();
+        assert_ne!(web.with_reload(true).version(), before);
     }
 }

@@ -2,10 +2,12 @@
 
 mod adversarial;
 mod certs;
+mod check;
 mod cli;
 mod common;
 mod compression;
 mod faults;
+mod hardening;
 mod lifecycle;
 mod listen;
 mod perf;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::{bool_value, cap, l};
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{MetricFamily, MetricType};
-use crate::pool::Connection;
+use crate::pool::{Connection, Timestamp};
 use crate::scrape::catalogue::{self, FamilyDef};
 
 /// Which listed connections get per-connection series
@@ -79,7 +79,13 @@ const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
     },
     ConnectionFamily {
         def: &catalogue::CONNECTION_LAST_ACTIVITY_TIMESTAMP_SECONDS,
-        value: |c| c.last_activity.map(|t| t.as_secs_f64()),
+        // A time no calendar holds (i64::MAX seconds, 1e308) is dropped
+        // and counted (`values_dropped`), never exported as a number.
+        value: |c| {
+            c.last_activity
+                .filter(Timestamp::in_range)
+                .map(|t| t.as_secs_f64())
+        },
         value_len: 17,
     },
     ConnectionFamily {
@@ -234,7 +240,11 @@ pub(super) fn dedupe_connections(
     connections: &[Connection],
     max_len: usize,
 ) -> (Vec<&Connection>, usize) {
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(connections.len());
+    // The ids are the pool's to choose, so the hash is keyed (seeded per
+    // process), but with foldhash rather than SipHash, which showed in
+    // profiles of large pools.
+    let mut seen: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(connections.len(), Default::default());
     let mut kept: Vec<&Connection> = Vec::with_capacity(connections.len());
     for conn in connections {
         let id = cap(conn.connection_id.as_str(), max_len);

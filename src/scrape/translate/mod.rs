@@ -120,6 +120,21 @@ pub fn encode_scrape(
     extra: &[MetricFamily],
     format: Format,
 ) -> String {
+    let mut encoder = Encoder::new(format, 0);
+    write_scrape(snapshot, counters, options, extra, &mut encoder);
+    encoder.finish()
+}
+
+/// [`encode_scrape`]'s families written by `encoder`, which the caller
+/// finishes after adding its own (the answer is written once, into the
+/// buffer that is sent).
+pub fn write_scrape(
+    snapshot: &Snapshot,
+    counters: &SourceCounters,
+    options: &TranslateOptions<'_>,
+    extra: &[MetricFamily],
+    encoder: &mut Encoder,
+) {
     let parts = Parts::new(snapshot, counters, options);
     let small: usize = [&parts.head, &parts.tail]
         .into_iter()
@@ -132,15 +147,14 @@ pub fn encode_scrape(
         .connections
         .as_ref()
         .map_or(0, ConnectionSeries::estimated_bytes);
-    let mut encoder = Encoder::new(format, small + large);
+    encoder.reserve(small + large);
     encoder.families(&parts.head);
     if let Some(connections) = &parts.connections {
-        connections.encode(&mut encoder);
+        connections.encode(encoder);
     }
     encoder.families(&parts.tail);
     encoder.families(extra);
     encoder.families(parts.native.iter().map(|f| &**f));
-    encoder.finish()
 }
 
 /// One scrape's families in exposition order, the per-connection ones
@@ -175,6 +189,7 @@ impl<'a> Parts<'a> {
 
         let mut omitted = 0;
         let mut duplicates = 0;
+        let mut times_out_of_range = 0;
         let mut connections = None;
         if let Ok(status) = &snapshot.status.result {
             truncated += pool_families(status, max_len, &mut head);
@@ -186,6 +201,10 @@ impl<'a> Parts<'a> {
                 .collect();
             let (kept, left_out) = select_connections(admitted, options.max_connections);
             omitted = left_out;
+            times_out_of_range = kept
+                .iter()
+                .filter(|c| c.last_activity.is_some_and(|t| !t.in_range()))
+                .count();
             truncated += kept
                 .iter()
                 .map(|c| {
@@ -222,6 +241,7 @@ impl<'a> Parts<'a> {
             Err(_) => (Vec::new(), NativeDrops::default()),
         };
         let dropped = Dropped {
+            times_out_of_range,
             omitted,
             duplicates,
             truncated,
@@ -306,6 +326,8 @@ fn pool_families(status: &PoolStatus, max_len: usize, out: &mut Vec<MetricFamily
 
 /// What one scrape left out, for the exporter's own families.
 struct Dropped {
+    /// Kept connections whose last_activity is out of range.
+    times_out_of_range: usize,
     omitted: usize,
     duplicates: usize,
     truncated: usize,
@@ -371,6 +393,10 @@ fn exporter_families(
     series.push(reason("limit"), over_limit as f64);
     out.push(families);
     out.push(series);
+    out.push(catalogue::EXPORTER_VALUES_DROPPED.family().with_sample(
+        reason("time_out_of_range"),
+        dropped.times_out_of_range as f64,
+    ));
     out.push(
         catalogue::EXPORTER_LABEL_VALUES_TRUNCATED
             .family()
