@@ -33,9 +33,9 @@ fn documents(n: usize) -> (String, String, String) {
     (pool.status_json(), pool.health().1, pool.metrics_text())
 }
 
-fn ok<T>(result: T) -> SourceOutcome<T> {
+fn ok<T>(result: T) -> SourceOutcome<std::sync::Arc<T>> {
     SourceOutcome {
-        result: Ok(result),
+        result: Ok(std::sync::Arc::new(result)),
         duration: Duration::from_millis(2),
     }
 }

@@ -16,7 +16,7 @@ use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
 use crate::http::{self, text, Gate, RouteOptions, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
-use crate::pool::PoolClient;
+use crate::pool::{PoolClient, PoolSettings, Redactor};
 use crate::rest::{self, Api, ApiConfig, CacheSettings};
 use crate::scrape::self_metrics::WebMetrics;
 use crate::scrape::{self, Collector, Probe};
@@ -171,14 +171,17 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     // (exit) in place once we are reachable.
     #[cfg(unix)]
     reload_on_sighup(web.clone(), config.pool.token.clone()).map_err(StartError::Signal)?;
+    let settings = PoolSettings {
+        max_connections: config.max_connections,
+        limits: config.limits,
+        timeout: config.pool_timeout,
+    };
     let probe = (!config.probe_allowed_targets.is_empty()).then(|| {
         Probe::new(
             config.probe_allowed_targets.clone(),
             client.clone(),
-            config.max_connections,
-            config.pool_timeout,
+            settings,
         )
-        .with_limits(config.limits)
         .with_connection_filter(config.connections)
     });
     let listeners = if config.systemd_socket {
@@ -186,13 +189,16 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     } else {
         bind_all(&config.listen_addresses)?
     };
+    // One observer of the pool under every feature: the collector's.
+    let redactor = Redactor::new(config.pool.token.clone(), &config.pool.base_url);
+    let collector =
+        Collector::new(client, settings, redactor).with_connection_filter(config.connections);
     let api = Api::new(
-        client.api_client().clone(),
+        collector.observer().clone(),
         ApiConfig {
             cache: CacheSettings {
                 ttl: config.api.cache_ttl,
                 stale_max: config.api.stale_max,
-                timeout: config.pool_timeout,
             },
             cors: config.api.cors.clone(),
             rate_limit: config.api.rate_limit,
@@ -200,9 +206,6 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             monitor_interval: config.api.monitor_interval,
         },
     );
-    let collector = Collector::new(client, config.max_connections, config.pool_timeout)
-        .with_limits(config.limits)
-        .with_connection_filter(config.connections);
     let settings = web.as_ref().map(|w| w.settings());
     for listener in &listeners {
         tracing::info!(

@@ -5,6 +5,7 @@
 //! exposition round-trips unchanged and the encoders decide how each format
 //! spells it.
 
+pub mod catalogue;
 pub mod compress;
 pub mod encode;
 pub mod negotiate;

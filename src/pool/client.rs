@@ -9,11 +9,8 @@ use std::time::Duration;
 
 use reqwest::Url;
 use secure_channel_client::{Document, ErrorKind, Token};
-use tokio::time::Instant;
 
-use super::{Health, PoolStatus};
 use crate::exposition::{self, ParseLimits, ParsedExposition};
-use crate::redact::redact_url;
 
 /// A failed fetch: what the client crate reports, with the document's URL
 /// (credentials removed) and never the token.
@@ -36,7 +33,12 @@ pub const FAILURE_REASONS: [FailureReason; 6] = ErrorKind::FETCH;
 /// token file that cannot be read (and never could) leaves the request
 /// without its token: `unauthorized`.
 pub fn failure_reason(error: &FetchError) -> FailureReason {
-    match error.kind() {
+    failure_reason_of(error.kind())
+}
+
+/// [`failure_reason`] from the error's kind alone.
+pub fn failure_reason_of(kind: ErrorKind) -> FailureReason {
+    match kind {
         ErrorKind::CircuitOpen => ErrorKind::Connect,
         ErrorKind::Config => ErrorKind::Unauthorized,
         kind if FAILURE_REASONS.contains(&kind) => kind,
@@ -62,7 +64,10 @@ pub struct PoolClientConfig {
 impl std::fmt::Debug for PoolClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolClientConfig")
-            .field("base_url", &redact_url(&self.base_url))
+            .field(
+                "base_url",
+                &secure_channel_client::redact_url_text(self.base_url.as_str()),
+            )
             .field("token", &self.token)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -127,49 +132,23 @@ impl PoolClient {
     pub fn display_url(&self, doc: Document) -> &str {
         self.inner.url(doc)
     }
-
-    pub async fn status(&self, deadline: Instant) -> Result<PoolStatus, FetchError> {
-        self.inner.status_until(deadline).await
-    }
-
-    /// The health document; a 503 carrying the JSON body is an answer
-    /// ("unhealthy"), not a failure.
-    pub async fn health(&self, deadline: Instant) -> Result<Health, FetchError> {
-        self.inner.health_until(deadline).await
-    }
-
-    /// The native exposition, parsed within `limits`. A body with content
-    /// but no readable sample (an HTML error page, garbage) is a decode
-    /// failure.
-    pub async fn metrics(
-        &self,
-        deadline: Instant,
-        limits: ParseLimits,
-    ) -> Result<ParsedExposition, FetchError> {
-        let fetched = self.inner.fetch(Document::Metrics, deadline).await?;
-        parse_native(&fetched, limits)
-    }
 }
 
 /// A fetched native exposition, parsed within `limits`. A body with content
 /// but no readable sample (an HTML error page, garbage) is a decode
-/// failure. The scrape path and the REST API both read it this way.
+/// failure, described by the `Err` text.
 pub fn parse_native(
-    fetched: &secure_channel_client::Fetched,
+    body: &[u8],
+    url: &str,
     limits: ParseLimits,
-) -> Result<ParsedExposition, FetchError> {
-    let text = String::from_utf8_lossy(fetched.body());
+) -> Result<ParsedExposition, String> {
+    let text = String::from_utf8_lossy(body);
     let parsed = exposition::parse_limited(&text, limits);
     if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
-        return Err(FetchError::Decode {
-            url: fetched.url().to_owned(),
-            detail: format!(
-                "no readable sample in {} lines of text exposition",
-                parsed.skipped_lines
-            ),
-            line: 0,
-            column: 0,
-        });
+        return Err(format!(
+            "cannot decode the body of {url}: no readable sample in {} lines of text exposition",
+            parsed.skipped_lines
+        ));
     }
     Ok(parsed)
 }

@@ -8,17 +8,15 @@ use std::cmp::Ordering;
 use std::time::{Duration, SystemTime};
 
 use hyper::StatusCode;
-use secure_channel_client::{Connection, Health, PoolStatus, Timestamp};
+use secure_channel_client::{Connection, Health, Timestamp};
 use serde_json::{json, Map, Value};
 
-use super::cache::{Served, Views, WINDOW};
 use super::error::ApiError;
-use super::native;
 use super::query::{ConnectionsQuery, Order, SortKey};
-
-/// The pool closes listed connections whose p95 exceeds this
-/// (`max_latency_ms`, DESIGN.md §2.2): its own idea of a healthy one.
-pub const POOL_MAX_LATENCY_MS: f64 = 500.0;
+use crate::pool::native;
+use crate::pool::observer::connection_healthy;
+use crate::pool::window::WINDOW;
+use crate::pool::{Recent as Views, Served, StatusDoc};
 
 const IN_USE_UNKNOWN: &str =
     "the pool reports no count of checked-out connections (the published pool lists only idle ones)";
@@ -82,7 +80,7 @@ fn freshness<T>(served: &Served<T>, source: &str, out: &mut Map<String, Value>) 
     out.insert("stale".into(), json!(served.stale));
     out.insert("source".into(), json!(source));
     let error = served.failure.as_ref().map(|f| {
-        let e = ApiError::from_pool(&f.error);
+        let e = ApiError::from_pool(f);
         json!({"code": e.code(), "message": e.to_string(), "at": rfc3339(f.at)})
     });
     out.insert("error".into(), error.unwrap_or(Value::Null));
@@ -97,23 +95,20 @@ fn object(v: Value) -> Map<String, Value> {
 
 /// `/api/v1/secure-channel/status`: the status document normalized (times
 /// RFC 3339 UTC, ids as sent) with its freshness.
-pub fn status(views: &Views) -> Result<Value, ApiError> {
-    let served = views.status()?;
-    let mut out = object(serde_json::to_value(&*served.value).unwrap_or_default());
-    freshness(&served, &views.source, &mut out);
-    Ok(Value::Object(out))
+/// `--collector.max-connections` applies to the API as to a scrape: at
+/// most that many connections (the worst) are kept, and an answer that
+/// lists connections says how many the pool listed and how many it omits.
+fn cap(doc: &StatusDoc, out: &mut Map<String, Value>) {
+    out.insert("connections_listed".into(), json!(doc.listed));
+    out.insert("connections_omitted".into(), json!(doc.omitted));
 }
 
-/// A connection's health: the pool's `is_healthy` where it reports one,
-/// else the pool's own rule (p95 within `max_latency_ms`; 0 = no samples).
-pub fn connection_healthy(c: &Connection) -> (bool, &'static str) {
-    match c.is_healthy {
-        Some(h) => (h, "reported"),
-        None => (
-            c.p95_latency_ms.unwrap_or(0.0) <= POOL_MAX_LATENCY_MS,
-            "p95_within_pool_limit",
-        ),
-    }
+pub fn status(views: &Views) -> Result<Value, ApiError> {
+    let served = views.status()?;
+    let mut out = object(serde_json::to_value(&*served.value.status).unwrap_or_default());
+    cap(&served.value, &mut out);
+    freshness(&served, &views.source, &mut out);
+    Ok(Value::Object(out))
 }
 
 pub fn connection_item(c: &Connection) -> Value {
@@ -141,8 +136,9 @@ fn compare(a: &Connection, b: &Connection, key: SortKey) -> Ordering {
 
 /// The listed connections filtered and sorted by `query`; ties keep the
 /// id order, so pages are stable.
-pub fn select<'a>(status: &'a PoolStatus, query: &ConnectionsQuery) -> Vec<&'a Connection> {
+pub fn select<'a>(status: &'a StatusDoc, query: &ConnectionsQuery) -> Vec<&'a Connection> {
     let mut items: Vec<&Connection> = status
+        .status
         .connections
         .iter()
         .filter(|c| query.healthy.is_none_or(|h| connection_healthy(c).0 == h))
@@ -175,6 +171,7 @@ pub fn connections(views: &Views, query: &ConnectionsQuery) -> Result<Value, Api
     out.insert("offset".into(), json!(query.offset));
     out.insert("sort".into(), json!(query.sort.as_str()));
     out.insert("order".into(), json!(query.order.as_str()));
+    cap(&served.value, &mut out);
     freshness(&served, &views.source, &mut out);
     Ok(Value::Object(out))
 }
@@ -184,6 +181,7 @@ pub fn connection(views: &Views, id: &str) -> Result<Value, ApiError> {
     let served = views.status()?;
     let found = served
         .value
+        .status
         .connections
         .iter()
         .find(|c| c.connection_id.as_str() == id)
@@ -192,15 +190,6 @@ pub fn connection(views: &Views, id: &str) -> Result<Value, ApiError> {
     out.insert("connection".into(), connection_item(found));
     freshness(&served, &views.source, &mut out);
     Ok(Value::Object(out))
-}
-
-/// Whether some listed connection shows it was used: then this pool
-/// returns connections to its list and their errors are visible. The
-/// published pool lists only never-used ones (p95 0, errors 0).
-pub fn shows_use(status: &PoolStatus) -> bool {
-    status.connections.iter().any(|c| {
-        c.is_healthy.is_some() || c.errors > 0.0 || c.p95_latency_ms.is_some_and(|p| p > 0.0)
-    })
 }
 
 /// What the exporter concludes about the pool, beyond its own health word.
@@ -260,7 +249,7 @@ fn exporter_view(healthy: bool, views: &Views) -> Value {
     let assessment = Assessment::of(healthy, views);
     let r = &views.rates;
     let native = views.metrics().ok();
-    let listed = views.status().ok().map(|s| s.value.connections.len());
+    let listed = views.status().ok().map(|s| s.value.listed);
     json!({
         "pool_api_reachable": true,
         "assessment": assessment.as_str(),
@@ -311,17 +300,14 @@ fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
 /// `/api/v1/secure-channel/stats`.
 pub fn stats(views: &Views) -> Result<Value, ApiError> {
     let served = views.status()?;
-    let status = &*served.value;
+    let status = &*served.value.status;
+    let summary = &served.value.summary;
     let native = views.metrics();
     let r = &views.rates;
     let mut unknown = Unknown::default();
-    let listed = status.connections.len();
-    let healthy = status
-        .connections
-        .iter()
-        .filter(|c| connection_healthy(c).0)
-        .count();
-    let visible = shows_use(status);
+    let listed = served.value.listed;
+    let healthy = summary.healthy;
+    let visible = summary.shows_use;
 
     let in_use = unknown.null("connections.in_use", IN_USE_UNKNOWN);
     let errors_rate = if visible {
@@ -339,18 +325,12 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         "needs two status documents at least 1 s apart within the window",
     );
 
-    let mut p95s: Vec<f64> = status
-        .connections
-        .iter()
-        .filter_map(|c| c.p95_latency_ms)
-        .filter(|p| *p > 0.0)
-        .collect();
-    p95s.sort_by(f64::total_cmp);
+    let p95s = &summary.p95_samples;
     let no_samples = "no listed connection has latency samples (the pool reports p95 0 for a connection never used, which is every connection the published pool lists)";
     let mut p95 = Map::new();
     p95.insert("connections_with_samples".into(), json!(p95s.len()));
     for (name, q) in [("min", 0.0), ("median", 0.5), ("p90", 0.9), ("max", 1.0)] {
-        let v = quantile_sorted(&p95s, q);
+        let v = quantile_sorted(p95s, q);
         p95.insert(
             name.into(),
             unknown.number(&format!("p95_latency_ms.{name}"), v, no_samples),
@@ -361,15 +341,10 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64();
-    let ages: Vec<f64> = status
-        .connections
-        .iter()
-        .filter_map(|c| c.last_activity.as_ref())
-        .map(|t| (now - t.as_secs_f64()).max(0.0))
-        .collect();
+    let age_of = |t: f64| (now - t).max(0.0);
     let no_conn = "no connection is listed, or none reports last_activity";
-    let oldest = ages.iter().copied().reduce(f64::max);
-    let newest = ages.iter().copied().reduce(f64::min);
+    let oldest = summary.oldest_activity.map(age_of);
+    let newest = summary.newest_activity.map(age_of);
     let age = json!({
         "basis": "last_activity",
         "oldest": unknown.number("connection_age_seconds.oldest", oldest, no_conn),
@@ -405,11 +380,11 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
     );
     out.insert(
         "errors".into(),
-        json!({"listed_total": number(status.connections.iter().map(|c| c.errors).sum()), "seen_per_second": errors_rate}),
+        json!({"listed_total": number(summary.errors_total), "seen_per_second": errors_rate}),
     );
     out.insert(
         "reconnects".into(),
-        json!({"listed_total": number(status.connections.iter().map(|c| c.reconnects).sum()), "seen_per_second": reconnects_rate}),
+        json!({"listed_total": number(summary.reconnects_total), "seen_per_second": reconnects_rate}),
     );
     out.insert("p95_latency_ms".into(), Value::Object(p95));
     out.insert("connection_age_seconds".into(), age);
@@ -476,7 +451,7 @@ fn native_stats(s: &native::NativeSummary, views: &Views, unknown: &mut Unknown)
 /// and performance, without the seed's application-specific parts.
 pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
     let mut unknown = Unknown::default();
-    let health: Result<Served<Health>, ApiError> = views.health();
+    let health: Result<Served<Health>, ApiError> = views.health().map_err(ApiError::from);
     let status = views.status().ok();
     let r = &views.rates;
     let (word, assessment, pool_healthy, health_doc) = match &health {
@@ -500,7 +475,7 @@ pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
     let not_reported = "this pool build does not report it in its health document";
     let active = status
         .as_ref()
-        .map(|s| s.value.connections.len() as f64)
+        .map(|s| s.value.listed as f64)
         .or_else(|| health_doc.as_ref().and_then(|h| h.active_connections));
     let secure_channel = json!({
         "status": word,
@@ -509,7 +484,7 @@ pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
         "active_connections": unknown.number("secure_channel.active_connections", active, "neither the status nor the health document could be fetched"),
         "error_rate": unknown.number("secure_channel.error_rate", health_doc.as_ref().and_then(|h| h.error_rate), not_reported),
         "avg_latency_ms": unknown.number("secure_channel.avg_latency_ms", health_doc.as_ref().and_then(|h| h.avg_latency_ms), not_reported),
-        "endpoint": status.as_ref().map(|s| s.value.endpoint.clone()),
+        "endpoint": status.as_ref().map(|s| s.value.status.endpoint.clone()),
         "source": views.source,
         "stale": stale,
         "error": health.as_ref().err().map(|e| json!({"code": e.code(), "message": e.to_string()})),
@@ -527,7 +502,7 @@ pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
                 .map(|(sum, n)| sum / n)
         }),
     };
-    let visible = status.as_ref().is_some_and(|s| shows_use(&s.value));
+    let visible = status.as_ref().is_some_and(|s| s.value.summary.shows_use);
     let error_percent = if visible {
         r.errors_seen_per_second
             .zip(r.observations_per_second)
@@ -567,8 +542,9 @@ pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
 mod tests {
     use super::*;
 
-    fn status(json: &str) -> PoolStatus {
-        serde_json::from_str(json).unwrap()
+    fn status(json: &str) -> StatusDoc {
+        let status: crate::pool::PoolStatus = serde_json::from_str(json).unwrap();
+        StatusDoc::keep_all(status)
     }
 
     #[test]
@@ -598,10 +574,10 @@ mod tests {
             ..ConnectionsQuery::default()
         };
         assert_eq!(ids(&unhealthy), ["10"]);
-        assert!(shows_use(&s));
+        assert!(s.summary.shows_use);
         let unused =
             status(r#"{"endpoint":"e","connections":[{"connection_id":1,"p95_latency_ms":0}]}"#);
-        assert!(!shows_use(&unused));
+        assert!(!unused.summary.shows_use);
     }
 
     #[test]

@@ -5,14 +5,16 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::catalogue::{self, FamilyDef};
+use crate::exposition::catalogue::{self, FamilyDef};
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
+use crate::pool::history::DerivedCounters;
+use crate::pool::limits::{badness, keep_worst};
 use crate::pool::{Connection, Health, PoolStatus};
 use crate::pool::{Document, FailureReason};
-use crate::scrape::derived::DerivedCounters;
 
 /// What one fetch of one document produced.
 #[derive(Debug)]
@@ -24,9 +26,9 @@ pub struct SourceOutcome<T> {
 /// The three documents of one scrape.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub status: SourceOutcome<PoolStatus>,
-    pub health: SourceOutcome<Health>,
-    pub metrics: SourceOutcome<ParsedExposition>,
+    pub status: SourceOutcome<Arc<PoolStatus>>,
+    pub health: SourceOutcome<Arc<Health>>,
+    pub metrics: SourceOutcome<Arc<ParsedExposition>>,
 }
 
 impl Snapshot {
@@ -273,7 +275,7 @@ impl<'a> Parts<'a> {
                 .into_iter()
                 .filter(|c| options.connections.admits(c))
                 .collect();
-            let (kept, left_out) = select_connections(admitted, options.max_connections);
+            let (kept, left_out) = keep_worst(admitted, options.max_connections);
             omitted = left_out;
             truncated += kept
                 .iter()
@@ -561,11 +563,6 @@ fn line_prefix(prefix: &mut String, name: &str, escaped_endpoint: &str) {
     prefix.push_str("\",connection_id=\"");
 }
 
-/// How bad a connection looks: most errors, then highest p95.
-fn badness(c: &Connection) -> (f64, f64) {
-    (c.errors, c.p95_latency_ms.unwrap_or(0.0))
-}
-
 /// One connection per id (as exported, so `1` and `"1"` are one id, and so
 /// are ids equal once cut to `max_len`): the worst of them, the first on a
 /// tie, in the place of the first. Two series with one label set would
@@ -593,26 +590,6 @@ fn dedupe_connections(connections: &[Connection], max_len: usize) -> (Vec<&Conne
     }
     let dropped = connections.len() - kept.len();
     (kept, dropped)
-}
-
-/// Keeps at most `max` connections, preferring the worst (most errors, then
-/// highest p95) so the interesting ones survive the cap; pool order is kept.
-fn select_connections(connections: Vec<&Connection>, max: usize) -> (Vec<&Connection>, usize) {
-    if connections.len() <= max {
-        return (connections, 0);
-    }
-    let mut order: Vec<usize> = (0..connections.len()).collect();
-    if max > 0 {
-        order.select_nth_unstable_by(max - 1, |&a, &b| {
-            badness(connections[b])
-                .partial_cmp(&badness(connections[a]))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-    }
-    order.truncate(max);
-    order.sort_unstable();
-    let kept = order.into_iter().map(|i| connections[i]).collect();
-    (kept, connections.len() - max)
 }
 
 /// Why native families or series were not passed through, counted per
@@ -839,9 +816,9 @@ mod tests {
     use super::*;
     use crate::exposition::{encode, parse, Format, Sample};
 
-    fn ok<T>(value: T) -> SourceOutcome<T> {
+    fn ok<T>(value: T) -> SourceOutcome<Arc<T>> {
         SourceOutcome {
-            result: Ok(value),
+            result: Ok(Arc::new(value)),
             duration: Duration::from_millis(3),
         }
     }
@@ -1320,7 +1297,7 @@ mod tests {
         let extra =
             [MetricFamily::new("process_x", "h", MetricType::Gauge).with_sample(vec![], 2.5)];
         let counters = SourceCounters {
-            derived: Some(crate::scrape::derived::DerivedCounters {
+            derived: Some(crate::pool::history::DerivedCounters {
                 endpoint: "relay.example.net:443".into(),
                 errors_seen: 3.0,
                 reconnects_seen: 1.0,
@@ -1384,7 +1361,7 @@ mod tests {
                 ..SimConfig::default()
             });
             let status = snap.status.result.as_ref().unwrap();
-            let (kept, _) = select_connections(status.connections.iter().collect(), usize::MAX);
+            let (kept, _) = keep_worst(status.connections.iter().collect(), usize::MAX);
             let series = ConnectionSeries {
                 endpoint: &status.endpoint,
                 kept,

@@ -152,7 +152,7 @@ pub struct PoolClientBuilder {
 impl fmt::Debug for PoolClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolClientBuilder")
-            .field("base_url", &redact_text(&self.base_url))
+            .field("base_url", &redact_url_text(&self.base_url))
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("token", &self.token)
@@ -664,6 +664,8 @@ impl PoolClient {
             || (doc == Document::Health && code == StatusCode::SERVICE_UNAVAILABLE);
         if code == StatusCode::UNAUTHORIZED || code == StatusCode::FORBIDDEN {
             let body = read_prefix(&mut response, UNAUTHORIZED_BODY_CAP).await;
+            // Some pools echo the token they refused: never repeat it.
+            let body = i.token.scrub(&body);
             return Err(Error::Unauthorized {
                 url: url.to_string(),
                 status: code.as_u16(),
@@ -755,7 +757,7 @@ fn is_retryable(doc: Document, error: &Error) -> bool {
 
 fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
     let bad = |detail: String| ConfigError::BadUrl {
-        url: redact_text(text),
+        url: redact_url_text(text),
         detail,
     };
     let url = Url::parse(text.trim()).map_err(|e| bad(e.to_string()))?;
@@ -806,9 +808,17 @@ pub(crate) fn redact_url(url: &Url) -> String {
     shown.to_string()
 }
 
-/// For text that may not parse as a URL: drops anything that looks like
-/// user info and the query.
-fn redact_text(text: &str) -> String {
+/// A URL as it may be shown, for text that may not parse as one: user
+/// info (anything before an `@` in the authority), query and fragment
+/// dropped. The one URL redactor of the workspace: the exporter shows the
+/// URLs of its flags with it too.
+///
+/// ```
+/// use secure_channel_client::redact_url_text;
+/// assert_eq!(redact_url_text("http://u:s3cret@pool:9090/x?t=1"), "http://pool:9090/x");
+/// assert_eq!(redact_url_text("http://u:s3cret@host:bad"), "http://host:bad");
+/// ```
+pub fn redact_url_text(text: &str) -> String {
     if let Ok(url) = Url::parse(text.trim()) {
         if url.has_host() {
             return redact_url(&url);
@@ -840,7 +850,7 @@ fn transport_error(url: &str, e: &reqwest::Error) -> Error {
     }
     Error::Connect {
         url: url.to_owned(),
-        detail: redact_text(&detail),
+        detail: redact_url_text(&detail),
     }
 }
 
@@ -867,10 +877,10 @@ mod tests {
         let url = Url::parse("https://alice:s3cret@pool:9090/x?token=abc#f").unwrap();
         assert_eq!(redact_url(&url), "https://pool:9090/x");
         assert_eq!(
-            redact_text("http://bob:pa:ss@host:bad/x?t=1"),
+            redact_url_text("http://bob:pa:ss@host:bad/x?t=1"),
             "http://host:bad/x"
         );
-        assert_eq!(redact_text("not a url"), "not a url");
+        assert_eq!(redact_url_text("not a url"), "not a url");
     }
 
     #[test]

@@ -142,10 +142,11 @@ mod token;
 
 pub use breaker::{CircuitBreaker, CircuitState};
 pub use client::{
-    Document, Fetched, PoolClient, PoolClientBuilder, DEFAULT_MAX_BODY_BYTES, DEFAULT_TIMEOUT,
+    redact_url_text, Document, Fetched, PoolClient, PoolClientBuilder, DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_TIMEOUT,
 };
 pub use error::{ConfigError, Error, ErrorKind};
 pub use model::{Connection, ConnectionId, Health, PoolStatus, Timestamp};
 pub use monitor::{HealthState, Monitor, MonitorBuilder, Snapshot, Transition};
 pub use retry::{Jitter, RetryPolicy};
-pub use token::Token;
+pub use token::{scrub_secret, Token};

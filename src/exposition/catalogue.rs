@@ -3,7 +3,7 @@
 //! the guard that keeps the pool's native families from shadowing ours,
 //! or the series Prometheus makes up for every target, is derived from it.
 
-use crate::exposition::{MetricFamily, MetricType};
+use crate::exposition::{Format, MetricFamily, MetricType};
 
 /// One family the exporter writes.
 #[derive(Debug)]
@@ -150,6 +150,29 @@ pub fn is_reserved(name: &str) -> bool {
 
 /// Suffixes of the samples of a family, in either format.
 const SAMPLE_SUFFIXES: &[&str] = &["_total", "_created", "_bucket", "_count", "_sum", "_info"];
+
+/// Registers `metric` under the catalogue's name and HELP (the crate adds
+/// `_total` to counters and a full stop to HELP itself).
+pub fn register(
+    registry: &mut prometheus_client::registry::Registry,
+    def: &FamilyDef,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    let name = def.name.strip_suffix("_total").unwrap_or(def.name);
+    registry.register(name, def.help.trim_end_matches('.'), metric);
+}
+
+/// Writes `registry` in `format`, without OpenMetrics' `# EOF` (the
+/// answer's own encoder ends it).
+pub fn encode(registry: &prometheus_client::registry::Registry, format: Format, out: &mut String) {
+    // Writing into a String cannot fail.
+    let _ = match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode_registry(out, registry),
+        Format::PrometheusText => {
+            prometheus_client::encoding::prometheus_text::encode(out, registry)
+        }
+    };
+}
 
 #[cfg(test)]
 mod tests {
