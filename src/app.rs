@@ -92,6 +92,9 @@ struct Exporter {
     api: Api,
 }
 
+/// The liveness paths: ours and Prometheus' own spelling.
+pub const LIVENESS: [&str; 2] = ["/health", "/-/healthy"];
+
 /// Every path the exporter answers. `cors`: whether CORS preflights reach
 /// the API.
 fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteError> {
@@ -114,11 +117,14 @@ fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteErr
             },
         )?;
     }
-    router
-        // Liveness stays open so orchestrators need no credentials.
-        .public("/health", |_: Arc<Exporter>, _, _| async {
+    for path in LIVENESS {
+        // Liveness stays open so orchestrators need no credentials, and
+        // waits for nothing (see `ServeOptions::unmetered`).
+        router = router.public(path, |_: Arc<Exporter>, _, _| async {
             text(StatusCode::OK, "OK\n")
-        })?
+        })?;
+    }
+    router
         .route("/", |app: Arc<Exporter>, _, _| async move {
             ui::landing::page(&app.telemetry_path, app.collector.pool_url())
         })?
@@ -126,6 +132,10 @@ fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteErr
             ui::status::page(&app.api, req.uri().query()).await
         })?
         .route("/ready", |app: Arc<Exporter>, _, _| async move {
+            scrape::routes::ready(&app.collector).await
+        })?
+        // Prometheus' own spelling of readiness.
+        .route("/-/ready", |app: Arc<Exporter>, _, _| async move {
             scrape::routes::ready(&app.collector).await
         })?
         .route(
@@ -243,6 +253,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         write_timeout: config.web_write_timeout,
         web,
         stats,
+        unmetered: LIVENESS.map(str::to_owned).to_vec(),
     };
     http::serve_with(listeners, handler, shutdown, options).await;
     let _ = shutdown_tx.send(true);

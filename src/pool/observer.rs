@@ -388,6 +388,9 @@ pub struct Recent {
     metrics: Slot<NativeDoc>,
     stale_max: Duration,
     pub rates: Rates,
+    /// The counters derived from every status document so far: the same
+    /// values `/metrics` shows as `*_seen_total`.
+    pub derived: Option<DerivedCounters>,
     /// The pool's base URL, credentials removed.
     pub source: String,
 }
@@ -818,13 +821,17 @@ impl PoolObserver {
     /// What the last fetches left, without fetching.
     pub fn kept(&self, stale_max: Duration) -> Recent {
         let i = &self.inner;
-        let rates = i.memory().window.rates();
+        let (rates, derived) = {
+            let memory = i.memory();
+            (memory.window.rates(), memory.history.counters().cloned())
+        };
         Recent {
             status: i.status.lock().slot.clone(),
             health: i.health.lock().slot.clone(),
             metrics: i.metrics.lock().slot.clone(),
             stale_max,
             rates,
+            derived,
             source: i.client.display_base().to_owned(),
         }
     }

@@ -325,6 +325,20 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         "needs two status documents at least 1 s apart within the window",
     );
 
+    // The history `/metrics` exports as `*_seen_total`: one history, so the
+    // two always agree.
+    let derived = views.derived.as_ref();
+    let no_history = "no status document has been read yet";
+    let seen_errors = unknown.number(
+        "errors.seen_total",
+        derived.map(|d| d.errors_seen),
+        no_history,
+    );
+    let seen_reconnects = unknown.number(
+        "reconnects.seen_total",
+        derived.map(|d| d.reconnects_seen),
+        no_history,
+    );
     let p95s = &summary.p95_samples;
     let no_samples = "no listed connection has latency samples (the pool reports p95 0 for a connection never used, which is every connection the published pool lists)";
     let mut p95 = Map::new();
@@ -380,11 +394,11 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
     );
     out.insert(
         "errors".into(),
-        json!({"listed_total": number(summary.errors_total), "seen_per_second": errors_rate}),
+        json!({"listed_total": number(summary.errors_total), "seen_total": seen_errors, "seen_per_second": errors_rate}),
     );
     out.insert(
         "reconnects".into(),
-        json!({"listed_total": number(summary.reconnects_total), "seen_per_second": reconnects_rate}),
+        json!({"listed_total": number(summary.reconnects_total), "seen_total": seen_reconnects, "seen_per_second": reconnects_rate}),
     );
     out.insert("p95_latency_ms".into(), Value::Object(p95));
     out.insert("connection_age_seconds".into(), age);
