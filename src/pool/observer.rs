@@ -497,7 +497,12 @@ impl Observed for PoolStatus {
     fn fetch(inner: Arc<Inner>, deadline: Instant) -> BoxFuture<Result<Self, PoolFailure>> {
         Box::pin(async move {
             let body = inner.body(Document::Status, deadline).await?;
-            PoolStatus::from_slice(&body).map_err(|e| {
+            // Decoding megabytes off the runtime's threads, which keep
+            // answering liveness and other requests meanwhile.
+            let decoded = tokio::task::spawn_blocking(move || PoolStatus::from_slice(&body))
+                .await
+                .map_err(|e| inner.failure(ErrorKind::Decode, &e.to_string()))?;
+            decoded.map_err(|e| {
                 inner.failure(
                     ErrorKind::Decode,
                     &format!(
@@ -562,18 +567,24 @@ impl Observed for NativeDoc {
     fn fetch(inner: Arc<Inner>, deadline: Instant) -> BoxFuture<Result<Self, PoolFailure>> {
         Box::pin(async move {
             let text = inner.body(Document::Metrics, deadline).await?;
-            let parsed = super::client::parse_native(
-                &text,
-                inner.client.display_url(Document::Metrics),
+            let (url, limits) = (
+                inner.client.display_url(Document::Metrics).to_owned(),
                 inner.settings.limits.parse(),
-            )
-            .map_err(|detail| inner.failure(ErrorKind::Decode, &detail))?;
-            let summary = native::summarize(&parsed);
-            Ok(NativeDoc {
-                text,
-                parsed: Arc::new(parsed),
-                summary,
-            })
+            );
+            let read = tokio::task::spawn_blocking(move || -> Result<NativeDoc, String> {
+                let parsed = super::client::parse_native(&text, &url, limits)?;
+                let summary = native::summarize(&parsed);
+                Ok(NativeDoc {
+                    text,
+                    parsed: Arc::new(parsed),
+                    summary,
+                })
+            });
+            match read.await {
+                Ok(Ok(doc)) => Ok(doc),
+                Ok(Err(detail)) => Err(inner.failure(ErrorKind::Decode, &detail)),
+                Err(e) => Err(inner.failure(ErrorKind::Decode, &e.to_string())),
+            }
         })
     }
     fn absorb(inner: &Inner, value: &Arc<Self>) -> Arc<NativeDoc> {

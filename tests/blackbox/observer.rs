@@ -24,6 +24,44 @@ fn peak_rss_mib(pid: u32) -> f64 {
     kib / 1024.0
 }
 
+/// Waits until `n` connections to the exporter are established and their
+/// requests read (nothing left in the server side's receive queue), from
+/// the kernel's table of TCP sockets.
+async fn wait_until_read(exp: &Proc, n: usize) {
+    let port = exp
+        .address
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse::<u16>()
+        .unwrap();
+    let local = format!(":{port:04X}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let read = table
+            .lines()
+            .skip(1)
+            .filter(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                // local address, state 01 (established), rx queue empty.
+                f.len() > 4 && f[1].ends_with(&local) && f[3] == "01" && f[4].ends_with(":00000000")
+            })
+            .count();
+        if read >= n {
+            // The handlers run on the exporter's runtime right after the
+            // read; give them a moment to register.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {read} of {n} requests read"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn get(url: String) -> (u16, String, Duration) {
     let start = Instant::now();
     let resp = client().get(url).send().await.expect("request failed");
@@ -346,19 +384,22 @@ async fn o6_scrapes_and_api_calls_join_one_fetch() {
         });
         calls.spawn(async move { get(url).await });
     }
-    // Every reader is waiting (none could answer without the status).
-    let until = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < until {
-        assert!(calls.try_join_next().is_none());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Every request has been read by the exporter (and so has joined the
+    // fetch); none could be answered without the status.
+    wait_until_read(&exp, 13).await;
+    assert!(calls.try_join_next().is_none());
     pool.release();
     while let Some(done) = calls.join_next().await {
         let (code, body, _) = done.unwrap();
         assert_eq!(code, 200, "{body}");
         assert!(!body.contains("secure_channel_exporter_source_up{source=\"status\"} 0"));
     }
-    assert_eq!(pool.requests()[0], 1, "one fetch of the status for all");
+    assert_eq!(
+        pool.requests()[0],
+        1,
+        "one fetch of the status for all: {:?}",
+        pool.requests()
+    );
     let scrape = scrape(&exp).await;
     // Every fetch counted once, whoever asked: the one shared and this one.
     assert_eq!(
