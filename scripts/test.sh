@@ -34,6 +34,9 @@ if [ -n "$forbidden" ]; then
   exit 1
 fi
 
+echo "==> layers: scrape/ and rest/ stand on pool/ and exposition/, not on each other; one place fetches pool documents"
+scripts/check-layers.sh
+
 echo "==> deployment examples and README flags against the binary"
 python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
 python3 tests/deploy_check.py "${CARGO_TARGET_DIR:-target}/debug/secure-channel-exporter"
