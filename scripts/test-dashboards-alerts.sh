@@ -5,7 +5,7 @@
 #   scripts/test-dashboards-alerts.sh            # everything
 #   SKIP_E2E=1 scripts/test-dashboards-alerts.sh # static checks only (no binaries needed)
 #
-# Installs what is missing: Debian's prometheus and prometheus-alertmanager (apt-get, as root
+# Installs what is missing: Debian's prometheus, prometheus-alertmanager and jsonnet (apt-get, as root
 # or with sudo; the packaged services are kept from starting) and PyYAML (pip).
 # Expects secure-channel-exporter and secure-channel-sim in ${CARGO_TARGET_DIR:-target}/debug/
 # (build them first: cargo build --locked --bins). The end-to-end proof runs both pool models
@@ -77,6 +77,7 @@ install_tools() {
   local pkgs=()
   { command -v prometheus && command -v promtool; } >/dev/null || pkgs+=(prometheus)
   { command -v prometheus-alertmanager && command -v amtool; } >/dev/null || pkgs+=(prometheus-alertmanager)
+  command -v jsonnet >/dev/null || pkgs+=(jsonnet)
   if [ ${#pkgs[@]} -gt 0 ]; then
     echo "installing ${pkgs[*]} from Debian"
     # Keep the packages' services from starting (they would listen on all interfaces).
@@ -93,6 +94,7 @@ install_tools() {
   fi
   prometheus --version 2>&1 | head -1
   prometheus-alertmanager --version 2>&1 | head -1
+  jsonnet --version 2>&1 | head -1
   "$PYTHON" -c 'import sys, yaml; print("python", sys.version.split()[0], "PyYAML", yaml.__version__)'
 }
 
@@ -117,10 +119,10 @@ run_e2e() {
 }
 
 total_start=$SECONDS
-step "install Prometheus, Alertmanager and PyYAML if missing" install_tools
+step "install Prometheus, Alertmanager, jsonnet and PyYAML if missing" install_tools
 step "promtool check rules alerts/secure-channel.rules.yml" promtool check rules alerts/secure-channel.rules.yml
 step "promtool test rules alerts/tests/*.yml" promtool test rules alerts/tests/*.yml
-step "PrometheusRule is generated from the rule file" "$PYTHON" alerts/generate_prometheusrule.py --check
+step "rule files and dashboards are what the mixin renders" scripts/generate-mixin.sh --check
 step "rule conventions, runbook, coverage, mutations" "$PYTHON" alerts/check_rules.py
 step "dashboard lint" "$PYTHON" tests/e2e/lint_dashboards.py
 step "dashboard lint catches every rule (self-test)" "$PYTHON" tests/e2e/test_lint_dashboards.py

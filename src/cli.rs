@@ -251,13 +251,12 @@ impl ApiFlags {
                 None,
                 crate::rest::Cors::parse,
             )?,
-            rate_limit: flag_or("--api.rate-limit", &args.api_rate_limit, 20.0, |v| {
-                v.trim()
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|r| r.is_finite() && *r >= 0.0)
-                    .ok_or_else(|| "expected requests per second, 0 or more".into())
-            })?,
+            rate_limit: flag_or(
+                "--api.rate-limit",
+                &args.api_rate_limit,
+                20.0,
+                crate::rest::limit::parse_rate,
+            )?,
             rate_limit_burst: flag_or(
                 "--api.rate-limit-burst",
                 &args.api_rate_limit_burst,

@@ -1,6 +1,6 @@
 //! A small, tolerant parser for the Prometheus text format 0.0.4.
 //!
-//! Hand-written on purpose (see DESIGN.md): the pool's exposition is passed
+//! Hand-written on purpose: the pool's exposition is passed
 //! through, so we need its families with HELP and TYPE intact, and one bad line
 //! must cost that line only, never the scrape. Lines that cannot be read are
 //! skipped and counted; histogram families that Prometheus would reject in

@@ -87,7 +87,7 @@ impl PoolClient {
     pub fn new(config: &PoolClientConfig) -> Result<Self, ClientBuildError> {
         let mut builder = secure_channel_client::PoolClient::builder()
             .base_url(config.base_url.as_str())
-            .token_source(config.token.clone())
+            .token(config.token.clone())
             .timeout(config.connect_timeout)
             .connect_timeout(config.connect_timeout)
             .max_body_bytes(config.max_body_bytes)

@@ -1,5 +1,5 @@
 //! Signals the pool does not give but successive status documents reveal,
-//! derived by the exporter (DESIGN.md §2.2):
+//! derived by the exporter (docs/pool-behaviour.md):
 //!
 //! * errors and reconnects *seen* on listed connections, each connection
 //!   counted from its first sighting, including what it had before it was

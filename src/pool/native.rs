@@ -1,6 +1,6 @@
 //! What the exporter reads from the pool's native exposition: the latency
 //! histogram (its `_count` is the operation count, handshakes included,
-//! DESIGN.md §2.2) and the counter of failures to open connections. Pure.
+//! docs/pool-behaviour.md) and the counter of failures to open connections. Pure.
 
 use crate::exposition::{MetricType, ParsedExposition};
 

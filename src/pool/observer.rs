@@ -122,7 +122,7 @@ pub struct StatusDoc {
 }
 
 /// The pool closes listed connections whose p95 exceeds this
-/// (`max_latency_ms`): its own idea of a healthy one.
+/// (`max_latency_ms`, docs/pool-behaviour.md): its own idea of a healthy one.
 pub const POOL_MAX_LATENCY_MS: f64 = 500.0;
 
 /// A connection's health: the pool's `is_healthy` where it reports one,
@@ -609,7 +609,10 @@ impl Inner {
     ) -> Result<secure_channel_client::Fetched, PoolFailure> {
         self.client
             .api_client()
-            .fetch(doc, deadline)
+            .fetch(
+                doc,
+                secure_channel_client::CallOptions::new().deadline(deadline),
+            )
             .await
             .map_err(|e| self.failure(e.kind(), &e.to_string()))
     }

@@ -14,6 +14,28 @@ use std::time::{Duration, Instant};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
 
+/// The slowest rate a limit can have: one request per 10 000 s (2 h 47 min).
+/// Below it the period between tokens passes what a timer can usefully
+/// hold (1e-20 would be 3e12 years, and once overflowed it switched the
+/// limit off): such a value is refused at start-up instead.
+pub const MIN_RATE: f64 = 1e-4;
+/// The fastest: a million requests per second per client, beyond which a
+/// limit limits nothing.
+pub const MAX_RATE: f64 = 1e6;
+
+/// `--api.rate-limit`: `0` turns the limit off; anything else must be
+/// requests per second from [`MIN_RATE`] to [`MAX_RATE`].
+pub fn parse_rate(v: &str) -> Result<f64, String> {
+    let refuse =
+        || format!("expected 0 (off) or requests per second from {MIN_RATE} to {MAX_RATE}");
+    let rate = v.trim().parse::<f64>().map_err(|_| refuse())?;
+    if rate == 0.0 || (MIN_RATE..=MAX_RATE).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err(refuse())
+    }
+}
+
 /// Most client addresses tracked at once.
 pub const MAX_CLIENTS: usize = 10_000;
 /// Least time between two sweeps of the table.
@@ -37,18 +59,27 @@ impl std::fmt::Debug for RateLimit {
 
 impl RateLimit {
     /// `per_second` requests per second per client, bursts of `burst`;
-    /// `None` when `per_second` is 0 (off).
+    /// `None` when `per_second` is 0 (off). Only 0 means off: any other
+    /// rate is held within [`MIN_RATE`] and [`MAX_RATE`] (the command line
+    /// refuses values outside), so no value silently disables the limit.
     pub fn new(per_second: f64, burst: u32) -> Option<Self> {
         Self::with_max_clients(per_second, burst, MAX_CLIENTS)
     }
 
     fn with_max_clients(per_second: f64, burst: u32, max_clients: usize) -> Option<Self> {
-        if !(per_second > 0.0 && per_second.is_finite()) {
+        if per_second == 0.0 {
             return None;
         }
-        let period = Duration::try_from_secs_f64(1.0 / per_second).ok()?;
-        let burst = NonZeroU32::new(burst.max(1))?;
-        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?.allow_burst(burst);
+        let rate = if per_second.is_nan() {
+            MIN_RATE
+        } else {
+            per_second.clamp(MIN_RATE, MAX_RATE)
+        };
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
         Some(Self {
             clients: DefaultKeyedRateLimiter::keyed(quota),
             overflow: DefaultDirectRateLimiter::direct(quota),
@@ -101,7 +132,17 @@ mod tests {
     #[test]
     fn off_at_zero() {
         assert!(RateLimit::new(0.0, 10).is_none());
-        assert!(RateLimit::new(f64::NAN, 10).is_none());
+        // Only 0 is off: an absurd rate is clamped, never "no limit".
+        for rate in [f64::NAN, 1e-20, f64::MIN_POSITIVE, f64::INFINITY, 1e300] {
+            assert!(RateLimit::new(rate, 1).is_some(), "{rate}");
+        }
+        let slow = RateLimit::new(1e-20, 1).unwrap();
+        assert!(slow.check(ip(1)).is_ok());
+        assert!(slow.check(ip(1)).is_err());
+        assert!(parse_rate("0").is_ok() && parse_rate("0.5").is_ok());
+        for bad in ["1e-20", "-1", "NaN", "inf", "1e7", "x"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -224,7 +224,12 @@ impl Api {
     ) -> Result<Response<Body>, ApiError> {
         let query = match endpoint {
             Endpoint::Connections => Some(ConnectionsQuery::parse(req.uri().query())?),
-            _ => None,
+            // An unknown path says so before anything about its query.
+            Endpoint::NotFound => None,
+            _ => {
+                query::no_parameters(req.uri().query())?;
+                None
+            }
         };
         match endpoint {
             Endpoint::OpenApi => return Ok(respond(StatusCode::OK, JSON, OPENAPI)),
@@ -245,7 +250,7 @@ impl Api {
             ),
             Endpoint::Connection => (
                 StatusCode::OK,
-                views::connection(&views, id.unwrap_or_default())?,
+                views::connection(&views, &connection_id(id.unwrap_or_default())?)?,
             ),
             Endpoint::Stats => (StatusCode::OK, views::stats(&views)?),
             Endpoint::ServiceStatus => views::service_status(&views, self.started.elapsed()),
@@ -279,6 +284,19 @@ impl Api {
     }
 }
 
+/// The id of `/connections/{id}` as the pool lists it: the path segment
+/// percent-decoded as UTF-8, so that `%31` is connection 1 and an id with a
+/// space, `/`, `?`, `#`, `%` or non-ASCII text can be asked for (a browser
+/// or client library encodes them). A `%` not followed by two hex digits
+/// stays as it is. A segment that does not decode to UTF-8 names no listed
+/// connection (ids are JSON text).
+fn connection_id(raw: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| ApiError::ConnectionNotFound { id: raw.to_owned() })
+}
+
 /// The `Age` of an answer: that of the document it is made from (the
 /// health document for the health view, the status document for the
 /// others); none for the service status, which is made now.
@@ -306,6 +324,16 @@ mod tests {
             }
             assert!(doc["paths"].get(*path).is_some(), "{path} missing");
         }
+    }
+
+    #[test]
+    fn connection_ids_are_percent_decoded() {
+        assert_eq!(connection_id("%31").unwrap(), "1");
+        assert_eq!(connection_id("a%20b%2Fc%3F%23%25").unwrap(), "a b/c?#%");
+        assert_eq!(connection_id("%C3%A9t%C3%A9").unwrap(), "été");
+        assert_eq!(connection_id("100%").unwrap(), "100%");
+        assert_eq!(connection_id("%zz").unwrap(), "%zz");
+        assert!(connection_id("%FF").is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The query of `/api/v1/secure-channel/connections`: parsed strictly, so
-//! a typo is a 400 naming the parameter rather than a silently ignored
-//! filter.
+//! Query strings, parsed strictly: the one of
+//! `/api/v1/secure-channel/connections`, and the empty one every other API
+//! path takes. A typo, a repeated parameter or a number written any way but
+//! plain digits is a 400 naming the parameter rather than a silently
+//! ignored filter.
 
 use super::error::ApiError;
 
@@ -81,6 +83,37 @@ impl Default for ConnectionsQuery {
     }
 }
 
+/// A whole number written as plain ASCII digits: no sign (`+5`, `-1`), no
+/// spaces, no exponent, at most 20 digits. `str::parse` alone accepts a
+/// leading `+`, which the API does not document.
+pub fn whole_number(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 20 || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// The query of a path that takes no parameters: any parameter is a
+/// `bad_query` naming it (an empty query string, `?` alone, is fine).
+pub fn no_parameters(query: Option<&str>) -> Result<(), ApiError> {
+    let Some(query) = query.filter(|q| !q.is_empty()) else {
+        return Ok(());
+    };
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_query(
+            "query",
+            format!("longer than {MAX_QUERY_BYTES} bytes"),
+        ));
+    }
+    match form_urlencoded::parse(query.as_bytes()).next() {
+        Some((name, _)) => Err(ApiError::bad_query(
+            &name,
+            "unknown parameter; this path takes no query parameters",
+        )),
+        None => Ok(()),
+    }
+}
+
 impl ConnectionsQuery {
     /// Parses `query` (the URI's query string, if any).
     pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
@@ -122,24 +155,27 @@ impl ConnectionsQuery {
                     };
                 }
                 "limit" => {
-                    out.limit = value
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|n| *n <= MAX_LIMIT)
+                    out.limit = whole_number(&value)
+                        .filter(|n| *n <= MAX_LIMIT as u64)
+                        .map(|n| n as usize)
                         .ok_or_else(|| {
                             ApiError::bad_query(
                                 "limit",
-                                format!("{value:?} is not a whole number from 0 to {MAX_LIMIT}"),
+                                format!(
+                                    "{value:?} is not a whole number from 0 to {MAX_LIMIT} (digits only)"
+                                ),
                             )
                         })?;
                 }
                 "offset" => {
-                    out.offset = value.parse::<usize>().map_err(|_| {
-                        ApiError::bad_query(
-                            "offset",
-                            format!("{value:?} is not a whole number from 0"),
-                        )
-                    })?;
+                    out.offset = whole_number(&value)
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            ApiError::bad_query(
+                                "offset",
+                                format!("{value:?} is not a whole number from 0 (digits only)"),
+                            )
+                        })?;
                 }
                 "healthy" => {
                     out.healthy = Some(match value.as_ref() {
@@ -204,10 +240,17 @@ mod tests {
             ("healthy=yes", "healthy"),
             ("colour=red", "colour"),
             ("limit=1&limit=2", "limit"),
+            ("limit=%2B5", "limit"),
+            ("limit=+5", "limit"),
+            ("offset=%2B1", "offset"),
+            ("limit=5%20", "limit"),
+            ("limit=1e2", "limit"),
         ] {
             assert_eq!(param_of(q), param, "{q}");
         }
         assert_eq!(param_of(&"a".repeat(3000)), "query");
+        assert_eq!(whole_number("007"), Some(7));
+        assert_eq!(whole_number("18446744073709551616"), None);
         // Percent-decoding garbage never panics.
         assert_eq!(param_of("sort=%FF%FE"), "sort");
     }

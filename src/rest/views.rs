@@ -2,7 +2,7 @@
 //! from reading the clock.
 //!
 //! What the pool cannot tell is `null` with a reason in the answer's
-//! `unknown` list, never a 0 that reads as a measurement (DESIGN.md §2.2).
+//! `unknown` list, never a 0 that reads as a measurement (docs/pool-behaviour.md).
 
 use std::cmp::Ordering;
 use std::time::{Duration, SystemTime};
@@ -461,8 +461,9 @@ fn native_stats(s: &native::NativeSummary, views: &Views, unknown: &mut Unknown)
     })
 }
 
-/// The seed's "enhanced status" (`/api/v1/status`): the service, the pool
-/// and performance, without the seed's application-specific parts.
+/// The "enhanced status" of the pool's earlier Go service (`/api/v1/status`):
+/// the service, the pool and performance, without that service's
+/// application-specific parts.
 pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
     let mut unknown = Unknown::default();
     let health: Result<Served<Health>, ApiError> = views.health().map_err(ApiError::from);

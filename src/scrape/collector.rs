@@ -471,6 +471,22 @@ mod tests {
         fn requests(&self) -> [u64; 3] {
             self.handle.with_pool(|p| p.requests())
         }
+
+        /// Until the pool has received `n` requests for each document.
+        async fn received(&self, n: u64) {
+            while self.requests() != [n; 3] {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// Scrapes that joined the fetch in flight so far.
+    fn joined(c: &Collector) -> usize {
+        c.in_flight
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |f| f.joiners.load(Ordering::Relaxed))
     }
 
     /// Built the way the binary builds it, from flags.
@@ -502,10 +518,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_scrapes_share_one_fetch_and_one_rendering() {
         let pool = start_pool().await;
-        pool.slow(300);
+        // Out long enough for every joiner to arrive, even on a busy machine.
+        pool.slow(2000);
         let c = collector(&pool);
         let first = spawn_collect(&c, Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.received(1).await;
         let joiners: Vec<_> = (0..15)
             .map(|_| spawn_collect(&c, Duration::from_secs(5)))
             .collect();
@@ -581,14 +598,19 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_shorter_deadline_does_not_wait_for_a_longer_fetch() {
         let pool = start_pool().await;
-        pool.slow(1500);
+        pool.slow(3000);
         let c = collector(&pool);
-        let long = spawn_collect(&c, Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let start = std::time::Instant::now();
-        let short = c.collect(Instant::now() + Duration::from_millis(200)).await;
-        let took = start.elapsed();
-        assert!(took < Duration::from_millis(1000), "waited {took:?}");
+        let long = spawn_collect(&c, Duration::from_secs(10));
+        pool.received(1).await;
+        // The short scrape ends at its deadline while the long fetch is
+        // still out (the pool holds it 3 s).
+        let short = c
+            .collect(Instant::now() + Duration::from_millis(1000))
+            .await;
+        assert!(
+            !long.is_finished(),
+            "the short scrape waited for the long fetch"
+        );
         assert_eq!(
             short.status.result.as_ref().err(),
             Some(&crate::pool::FailureReason::Timeout)
@@ -605,12 +627,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_joiner_survives_the_cancelled_scrape_it_joined() {
         let pool = start_pool().await;
-        pool.slow(300);
+        pool.slow(2000);
         let c = collector(&pool);
         let leader = spawn_collect(&c, Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        pool.received(1).await;
         let joiner = spawn_collect(&c, Duration::from_secs(5));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        while joined(&c) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         // Prometheus gave up on the first scrape; the pool fetches run on
         // tasks of their own, so the joiner still gets them.
         leader.abort();

@@ -1,5 +1,5 @@
 //! A simulated SecureChannelPool speaking the pool's wire format and
-//! reproducing its behaviour (DESIGN.md §2.2) in two models, the published
+//! reproducing its behaviour (docs/pool-behaviour.md) in two models, the published
 //! pool and a build that returns connections, with faults and load that can
 //! be switched at run time. Used by
 //! `--demo`, the `secure-channel-sim` binary, the tests and the benchmarks.

@@ -1,7 +1,7 @@
 //! The simulated pool's state and how it moves, in two models of the pool:
 //!
 //! * [`Model::Published`] reproduces the pool built from its public source
-//!   (DESIGN.md §2.2): callers check connections out and never give them
+//!   (docs/pool-behaviour.md): callers check connections out and never give them
 //!   back, so only idle connections are listed, with zero stats because they
 //!   were never used; a cleanup task drops old and slow idle connections and
 //!   refills the list to `min_idle`; `/healthz` answers 503 whenever the idle

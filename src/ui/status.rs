@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::landing::html_escape;
 use crate::http::{respond, Body};
-use crate::rest::query::{ConnectionsQuery, Order, SortKey, MAX_LIMIT};
+use crate::rest::query::{whole_number, ConnectionsQuery, Order, SortKey, MAX_LIMIT};
 use crate::rest::{views, Api};
 
 /// Seconds between refreshes unless `?refresh=` says otherwise.
@@ -25,16 +25,22 @@ const COLUMNS: [(SortKey, &str); 5] = [
 
 /// `?sort=&order=` for the table (as the API takes them) and `?refresh=`.
 fn page_query(query: Option<&str>) -> Result<(ConnectionsQuery, u32), String> {
-    let mut refresh = DEFAULT_REFRESH_SECONDS;
+    let mut refresh = None;
     let mut rest = Vec::new();
     for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
+            "refresh" if refresh.is_some() => {
+                return Err("refresh: given more than once".to_owned())
+            }
             "refresh" => {
-                refresh = v
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|s| (1..=3600).contains(s))
-                    .ok_or_else(|| format!("refresh={v:?}: expected seconds from 1 to 3600"))?;
+                refresh = Some(
+                    whole_number(&v)
+                        .filter(|s| (1..=3600).contains(s))
+                        .map(|s| s as u32)
+                        .ok_or_else(|| {
+                            format!("refresh={v:?}: expected seconds from 1 to 3600 (digits only)")
+                        })?,
+                );
             }
             "sort" | "order" => rest.push((k.into_owned(), v.into_owned())),
             other => {
@@ -49,7 +55,7 @@ fn page_query(query: Option<&str>) -> Result<(ConnectionsQuery, u32), String> {
         .finish();
     let mut q = ConnectionsQuery::parse(Some(&encoded)).map_err(|e| e.to_string())?;
     q.limit = MAX_LIMIT;
-    Ok((q, refresh))
+    Ok((q, refresh.unwrap_or(DEFAULT_REFRESH_SECONDS)))
 }
 
 fn number(v: &Value) -> String {
@@ -90,11 +96,27 @@ pub async fn page(api: &Api, query: Option<&str>) -> Response<Body> {
         .and_then(|(_, h)| h["exporter_view"]["assessment"].as_str().map(str::to_owned))
         .unwrap_or_else(|| "unreachable".into());
     let stats = views::stats(&views).ok();
-    let stat = |path: &[&str]| {
-        stats
-            .as_ref()
-            .map(|s| path.iter().fold(s, |v, k| &v[*k]))
-            .map_or_else(|| "unknown".into(), number)
+    // A figure the API cannot give yet comes with the API's reason (the
+    // first view has no rate: that needs two fetches).
+    let stat = |path: &[&str]| match stats.as_ref() {
+        Some(s) => {
+            let value = path.iter().fold(s, |v, k| &v[*k]);
+            let field = path.join(".");
+            let reason = s["unknown"]
+                .as_array()
+                .and_then(|u| u.iter().find(|u| u["field"] == field.as_str()))
+                .and_then(|u| u["reason"].as_str());
+            match (value, reason) {
+                (Value::Null, Some(reason)) => format!("unknown ({reason})"),
+                (value, _) => number(value),
+            }
+        }
+        None => "unknown (the pool's status could not be fetched)".into(),
+    };
+    let listing = match stats.as_ref().map(|s| &s["returns_connections"]) {
+        Some(Value::Bool(true)) => RETURNING_LISTS,
+        Some(Value::Bool(false)) => PUBLISHED_LISTS,
+        _ => EITHER_LISTS,
     };
     let (rows, total, table_note) = match views.status() {
         Ok(served) => {
@@ -152,7 +174,7 @@ dl{{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}} dt{{fon
 <dt>Checked-out connections</dt><dd id="in-use">unknown (the pool does not report them)</dd>
 </dl></section>
 <section aria-labelledby="table-heading"><h2 id="table-heading">Connections</h2>
-<p>The published pool lists only idle connections: a connection in use is not shown.</p>
+<p id="listing" data-published="{published_lists}" data-returning="{returning_lists}">{listing}</p>
 <table id="connections">
 <caption><span id="total">{total}</span> listed connections{table_note}</caption>
 <thead><tr>{headers}</tr></thead>
@@ -176,6 +198,9 @@ dl{{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}} dt{{fon
         ops = html_escape(&stat(&["native", "operations_per_second"])),
         lat95 = html_escape(&stat(&["native", "latency_ms", "p95"])),
         open_failures = html_escape(&stat(&["native", "open_failures_total"])),
+        listing = html_escape(listing),
+        published_lists = html_escape(PUBLISHED_LISTS),
+        returning_lists = html_escape(RETURNING_LISTS),
         total = total,
         table_note = html_escape(&table_note),
         headers = headers,
@@ -189,6 +214,12 @@ dl{{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}} dt{{fon
     );
     resp
 }
+
+/// What the table can show, by what the pool's documents reveal of its
+/// build (the API's `returns_connections`).
+const PUBLISHED_LISTS: &str = "This pool lists only idle connections (the published build): a connection in use is not shown, nor the errors of operations on it.";
+const RETURNING_LISTS: &str = "This pool gives used connections back: it lists its idle connections, used ones among them with their own errors and p95; a connection in use right now is not shown.";
+const EITHER_LISTS: &str = "The pool lists its idle connections: a connection in use is not shown.";
 
 fn chrono_now() -> String {
     let d = std::time::SystemTime::now()
@@ -239,6 +270,12 @@ const SCRIPT: &str = r#"(function () {
   var sort = params.get("sort") || "id", order = params.get("order") || "asc";
   function text(id, v) { var el = document.getElementById(id); if (el) el.textContent = v; }
   function num(v) { return v === null || v === undefined ? "unknown" : String(v); }
+  function stat(b, field) {
+    var v = field.split(".").reduce(function (o, k) { return o == null ? o : o[k]; }, b);
+    if (v !== null && v !== undefined) return String(v);
+    var why = (b.unknown || []).filter(function (u) { return u.field === field; })[0];
+    return why ? "unknown (" + why.reason + ")" : "unknown";
+  }
   function getJSON(path) {
     return fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" })
       .then(function (r) { return r.json().then(function (j) { return { code: r.status, body: j }; }); });
@@ -263,11 +300,14 @@ const SCRIPT: &str = r#"(function () {
   function showStats(s) {
     if (!s.body || s.body.error) return;
     var b = s.body;
-    text("count-listed", num(b.connections.listed));
-    text("count-healthy", num(b.connections.healthy));
-    text("ops", num(b.native.operations_per_second));
-    text("latency-p95", num(b.native.latency_ms.p95));
-    text("open-failures", num(b.native.open_failures_total));
+    text("count-listed", stat(b, "connections.listed"));
+    text("count-healthy", stat(b, "connections.healthy"));
+    text("ops", stat(b, "native.operations_per_second"));
+    text("latency-p95", stat(b, "native.latency_ms.p95"));
+    text("open-failures", stat(b, "native.open_failures_total"));
+    var listing = document.getElementById("listing");
+    if (typeof b.returns_connections === "boolean")
+      listing.textContent = b.returns_connections ? listing.dataset.returning : listing.dataset.published;
   }
   function showRows(c) {
     var tbody = document.getElementById("rows");
@@ -339,6 +379,8 @@ mod tests {
         assert_eq!(q.limit, MAX_LIMIT);
         assert!(page_query(Some("refresh=0")).is_err());
         assert!(page_query(Some("limit=5")).is_err());
+        assert!(page_query(Some("refresh=%2B5")).is_err());
+        assert!(page_query(Some("refresh=5&refresh=6")).is_err());
         assert!(page_query(Some("sort=nope")).is_err());
         assert_eq!(page_query(None).unwrap().1, DEFAULT_REFRESH_SECONDS);
     }

@@ -260,7 +260,7 @@ paths = {
          **POOL}),
     "/api/v1/status": path(
         "getServiceStatus", "The service's enhanced status",
-        "The seed's enhanced status without its application-specific memory_protection: 200 for ok and degraded, 503 when the pool is down.",
+        "The enhanced status of the pool's earlier Go service, without its application-specific memory_protection: 200 for ok and degraded, 503 when the pool is down.",
         {"200": json_ok("ServiceStatus", "ok or degraded."), "503": json_ok("ServiceStatus", "down: the pool cannot be asked.")}),
     "/api/v1/openapi.json": path(
         "getOpenApi", "This document", "The OpenAPI 3.1 document of the API.",

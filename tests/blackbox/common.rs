@@ -12,6 +12,9 @@ pub const EXPORTER: &str = env!("CARGO_BIN_EXE_secure-channel-exporter");
 pub const SIM: &str = env!("CARGO_BIN_EXE_secure-channel-sim");
 pub const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,text/plain;q=0.5";
 
+/// What the exporter logs on SIGHUP (see [`Proc::settle_logs`]).
+pub const SETTLE_MARK: &str = "SIGHUP: reloading";
+
 /// A child process that is killed when dropped, with its stderr collected.
 pub struct Proc {
     pub child: Child,
@@ -79,7 +82,9 @@ impl Proc {
 
     /// Waits until a log line contains `needle`.
     pub fn wait_for_log(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // Generous: a line normally arrives in milliseconds, but the
+        // machine may be busy; only a line that never comes should fail.
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Some(line) = self
                 .logs
@@ -93,6 +98,36 @@ impl Proc {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("no log line with {needle:?}; logs:\n{}", self.logs());
+    }
+
+    /// Log lines containing `needle`.
+    pub fn count_logs(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Returns once every line the exporter wrote before this call has
+    /// been collected. The stderr reader is a thread of its own, so a
+    /// line written before an answer may not be in `logs()` yet when the
+    /// answer arrives; SIGHUP makes the exporter log [`SETTLE_MARK`]
+    /// after them, and the pipe keeps the order. Exporter only (SIGHUP
+    /// would stop the simulator).
+    pub fn settle_logs(&self) {
+        let before = self.count_logs(SETTLE_MARK);
+        self.signal(libc::SIGHUP);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.count_logs(SETTLE_MARK) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "no {SETTLE_MARK:?} line after SIGHUP; logs:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the process to exit, at most `limit`.

@@ -118,7 +118,14 @@ async fn sigterm_lets_in_flight_scrapes_finish() {
             (resp.status().as_u16(), resp.text().await.unwrap())
         }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // In flight once the pool has the exporter's request.
+    while get_json(&sim.url("/sim/state"), &[]).await.1["requests"]["status"]
+        .as_u64()
+        .unwrap()
+        == 0
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     exp.signal(libc::SIGTERM);
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(status, 200);

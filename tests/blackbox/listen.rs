@@ -112,7 +112,8 @@ async fn systemd_socket_activation_serves_the_passed_socket() {
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/metrics");
     let mut body = String::new();
-    for _ in 0..50 {
+    // Until it answers (a busy machine may take a while to start it).
+    for _ in 0..300 {
         if let Ok(resp) = quick.get(&url).send().await {
             body = resp.text().await.unwrap_or_default();
             break;

@@ -64,7 +64,11 @@ async fn wait_until_read(exp: &Proc, n: usize) {
 
 async fn get(url: String) -> (u16, String, Duration) {
     let start = Instant::now();
-    let resp = client().get(&url).send().await.unwrap_or_else(|e| panic!("{url}: {e:?}"));
+    let resp = client()
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e:?}"));
     let code = resp.status().as_u16();
     let body = resp.text().await.unwrap_or_default();
     (code, body, start.elapsed())

@@ -2,7 +2,7 @@
 //! it, counted where it matters, at the pool.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::common::*;
 
@@ -25,8 +25,9 @@ async fn concurrent_scrapes_share_one_pool_fetch() {
     const SCRAPES: usize = 16;
     let sim = sim(&["--steady", "--connections", "50"]);
     let exp = Arc::new(exporter(&sim, &[]));
-    // Slow enough that every scrape arrives while the first fetch is out.
-    fault(&sim, "slow", "?delay_ms=800", true).await;
+    // Slow enough that every scrape arrives while the first fetch is out,
+    // even on a busy machine.
+    fault(&sim, "slow", "?delay_ms=3000", true).await;
     let before = pool_requests(&sim).await;
 
     let mut scrapes = tokio::task::JoinSet::new();
@@ -69,18 +70,26 @@ async fn concurrent_scrapes_share_one_pool_fetch() {
 #[tokio::test]
 async fn a_scrape_with_a_shorter_timeout_does_not_wait_for_a_slow_shared_fetch() {
     let sim = sim(&["--steady", "--connections", "5"]);
-    let exp = Arc::new(exporter(&sim, &[]));
-    fault(&sim, "slow", "?delay_ms=1500", true).await;
-    // Without the header the fetch may take --pool.timeout (5 s).
+    let exp = Arc::new(exporter(&sim, &["--pool.timeout", "30s"]));
+    fault(&sim, "slow", "?delay_ms=5000", true).await;
+    // Without the header the fetch may take --pool.timeout: it waits the
+    // pool's 5 s out.
     let patient = {
         let exp = exp.clone();
         tokio::spawn(async move { scrape(&exp).await })
     };
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let start = Instant::now();
-    // A 0.4 s scrape timeout leaves a 0.2 s budget.
-    let hasty = scrape_with(&exp, &[("X-Prometheus-Scrape-Timeout-Seconds", "0.4")]).await;
-    assert!(start.elapsed() < Duration::from_millis(1000));
+    // Its fetch is out once the pool has its requests.
+    while pool_requests(&sim).await != [1, 1, 1] {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A 2 s scrape timeout leaves a 1.5 s budget: the hasty scrape is
+    // answered, marked as timed out, while the shared fetch is still out.
+    let hasty = scrape_with(&exp, &[("X-Prometheus-Scrape-Timeout-Seconds", "2")]).await;
+    assert!(
+        !patient.is_finished(),
+        "the hasty scrape waited for the shared fetch ({:?})",
+        hasty.took
+    );
     assert_eq!(hasty.source_up("status"), 0.0);
     assert_eq!(hasty.failures("status", "timeout"), 1.0);
     let patient = patient.await.unwrap();

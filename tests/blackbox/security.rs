@@ -309,7 +309,7 @@ async fn rotated_certificate_takes_effect_without_restart() {
     write(&t.dir, "server.key", &server.key);
     write(&t.dir, "server.crt", &server.cert);
     let mut ok = false;
-    for _ in 0..20 {
+    for _ in 0..300 {
         if let Ok(resp) = https_client(&new_ca.pem, None).get(&url).send().await {
             ok = resp.status() == 200;
             break;
@@ -453,14 +453,27 @@ async fn request_bodies_are_refused() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 }
 
+/// Sockets a process holds open (listening, accepted and outgoing).
+fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
 #[tokio::test]
 async fn connection_limit_queues_extra_clients() {
     let sim = sim(&[]);
     let exp = exporter(&sim, &["--web.max-connections", "2"]);
+    let sockets_before = open_sockets(exp.child.id());
     let idle: Vec<_> = (0..2)
         .map(|_| std::net::TcpStream::connect(&exp.address).unwrap())
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Both taken by the exporter (its two slots) before the third comes.
+    while open_sockets(exp.child.id()) < sockets_before + 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let waiting = tokio::spawn({
         let url = exp.url("/health");
         async move { client().get(url).send().await.map(|r| r.status().as_u16()) }

@@ -241,7 +241,7 @@ class Webhook:
 
 # --------------------------------------------------------------------------- the stack
 
-# Normal busy load (DESIGN.md 2.2, realpool-captures/busy): 2 callers, about 55 operations/s,
+# Normal busy load (docs/pool-behaviour.md, tests/fixtures/realpool/busy): 2 callers, about 55 operations/s,
 # 10 operations per checked-out connection. On the published model every connection is held
 # by a caller: the status lists none and /healthz answers 503.
 BUSY = {"callers": 2, "ops_per_second": 55, "ops_per_checkout": 10, "error_fraction": 0.001, "slow_fraction": 0}

@@ -103,7 +103,7 @@ def _has_regex_var_matcher(sel, label):
 
 
 def _is_pool_series(name):
-    """Series that carry the pool's `endpoint` label (DESIGN.md section 3)."""
+    """Series that carry the pool's `endpoint` label (README, Metrics)."""
     if not name or not name.startswith("secure_channel_"):
         return False
     return name != "secure_channel_up" and not name.startswith("secure_channel_exporter_")

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use secure_channel_client::{PoolClient, RetryPolicy};
+use secure_channel_client::{CallOptions, PoolClient, RetryPolicy, Token};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -19,11 +19,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .timeout(Duration::from_secs(5))
         .retry(RetryPolicy::new(3));
     if let Some(path) = std::env::var_os("POOL_TOKEN_FILE") {
-        builder = builder.token_file(path);
+        builder = builder.token(Token::file(path));
     }
     let client = builder.build()?;
 
-    let (status, health) = tokio::join!(client.status(), client.health());
+    let (status, health) = tokio::join!(
+        client.status(CallOptions::new()),
+        client.health(CallOptions::new())
+    );
     match status {
         Ok(status) => {
             println!(

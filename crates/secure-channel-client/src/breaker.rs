@@ -9,16 +9,22 @@ use tokio::time::Instant;
 /// [`PoolClientBuilder::circuit_breaker`](crate::PoolClientBuilder::circuit_breaker).
 ///
 /// After `failure_threshold` consecutive failures the breaker opens: calls
-/// fail fast with [`Error::CircuitOpen`](crate::Error::CircuitOpen) (saying
+/// fail fast with [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen) (saying
 /// until when) without touching the network. After `cooldown` one call is
 /// let through as a probe (half-open); others keep failing fast while it
 /// runs. A successful probe closes the breaker, a failed one opens it for
 /// another cooldown.
 ///
-/// Failures are connect errors, timeouts and HTTP 5xx answers (but not the
-/// 503 health answer of `/healthz`). Any other answer, including 401 and an
-/// undecodable body, shows the pool is reachable and counts as a success.
-/// The state is shared by every clone of the client.
+/// Failures are what the pool did: connect errors, HTTP 5xx answers (but
+/// not the 503 health answer of `/healthz`), and timeouts of the client's
+/// own limits (its [`timeout`](crate::PoolClientBuilder::timeout), the
+/// retry policy's per-attempt timeout, the connect timeout, or a caller's
+/// deadline at least as long as the client's timeout). A caller's shorter
+/// deadline that cuts an answer off counts as nothing, and a deadline that
+/// has already passed never reaches the breaker or the pool. Any other
+/// answer, including 401 and an undecodable body, shows the pool is
+/// reachable and counts as a success. The state is shared by every clone
+/// of the client.
 ///
 /// ```
 /// use std::time::Duration;
@@ -190,6 +196,11 @@ impl Breaker {
 }
 
 impl Permit<'_> {
+    /// The call ended without saying anything about the pool (the caller's
+    /// deadline cut it short): neither a success nor a failure. A probe
+    /// slot is freed for the next call.
+    pub(crate) fn release(self) {}
+
     pub(crate) fn record(mut self, success: bool) {
         self.recorded = true;
         let breaker = self.breaker;

@@ -12,7 +12,10 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, CircuitState};
-use crate::error::{excerpt, ConfigError, Error};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::{Error, ErrorKind};
 use crate::{CircuitBreaker, Connection, ConnectionId, Health, PoolStatus, RetryPolicy, Token};
 
 /// Default time a call may take: 10 s.
@@ -116,20 +119,94 @@ impl Fetched {
         &self.url
     }
 
-    /// Decodes the body as JSON; a failure is [`Error::Decode`] naming the
-    /// URL, serde's message and the position.
+    /// Decodes the body as JSON.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) naming the URL and
+    /// serde's message; its [`source`](std::error::Error::source) is the
+    /// `serde_json::Error`, with the line and column.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_slice(&self.body).map_err(|e| Error::decode(&self.url, &e))
+        serde_json::from_slice(&self.body).map_err(|e| Error::decode(&self.url, e))
     }
 
-    /// The body as UTF-8 text; invalid UTF-8 is [`Error::Decode`].
+    /// The body as UTF-8 text.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Decode`](crate::ErrorKind::Decode) when it is not UTF-8.
     pub fn text(&self) -> Result<&str, Error> {
-        std::str::from_utf8(&self.body).map_err(|e| Error::Decode {
-            url: self.url.to_string(),
-            detail: format!("not UTF-8 text: {e}"),
-            line: 0,
-            column: 0,
-        })
+        std::str::from_utf8(&self.body)
+            .map_err(|e| Error::decode_text(&self.url, format_args!("not UTF-8 text: {e}")))
+    }
+
+    /// An [`ErrorKind::Decode`](crate::ErrorKind::Decode) error naming this
+    /// document's URL, for callers that decode the body themselves (a
+    /// Prometheus text parser, say) and want their failures in the same
+    /// error type and vocabulary as the client's.
+    ///
+    /// ```
+    /// # use secure_channel_client::Fetched;
+    /// fn parse(fetched: &Fetched) -> Result<usize, secure_channel_client::Error> {
+    ///     let text = fetched.text()?;
+    ///     match text.lines().filter(|l| !l.starts_with('#')).count() {
+    ///         0 => Err(fetched.decode_error("no sample")),
+    ///         n => Ok(n),
+    ///     }
+    /// }
+    /// # let _ = parse;
+    /// ```
+    pub fn decode_error(&self, detail: impl fmt::Display) -> Error {
+        Error::decode_text(&self.url, detail)
+    }
+}
+
+/// Options for one call: [`PoolClient::status`], [`PoolClient::health`],
+/// [`PoolClient::metrics_text`], [`PoolClient::connection`] and
+/// [`PoolClient::fetch`] all take one.
+///
+/// `CallOptions::new()` (or `default()`) uses the client's
+/// [`timeout`](PoolClientBuilder::timeout) from the moment of the call.
+/// [`deadline`](Self::deadline) sets an explicit end instead, e.g. the
+/// deadline of a Prometheus scrape. Retries, backoff sleeps and body
+/// streaming all stay within it, and a deadline that has already passed
+/// fails at once with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)
+/// without touching the network.
+///
+/// ```
+/// use std::time::Duration;
+/// use secure_channel_client::CallOptions;
+///
+/// let default = CallOptions::new();
+/// assert_eq!(default.deadline_value(), None);
+/// let end = tokio::time::Instant::now() + Duration::from_millis(800);
+/// assert_eq!(CallOptions::new().deadline(end).deadline_value(), Some(end));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallOptions {
+    deadline: Option<Instant>,
+}
+
+impl CallOptions {
+    /// The defaults: the client's timeout from the moment of the call.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// End the call (all its attempts) by `deadline`.
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// End the call within `timeout` from now (from when this is called).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.deadline(Instant::now() + timeout)
+    }
+
+    /// The explicit deadline, if one was set.
+    pub fn deadline_value(&self) -> Option<Instant> {
+        self.deadline
     }
 }
 
@@ -152,7 +229,7 @@ pub struct PoolClientBuilder {
 impl fmt::Debug for PoolClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PoolClientBuilder")
-            .field("base_url", &redact_url_text(&self.base_url))
+            .field("base_url", &redact_text(&self.base_url))
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("token", &self.token)
@@ -207,20 +284,17 @@ impl PoolClientBuilder {
         self
     }
 
-    /// A fixed auth token, sent as `X-Auth-Token`.
-    pub fn token(mut self, token: impl Into<String>) -> Self {
-        self.token = Token::value(token);
-        self
-    }
-
-    /// An auth token read from a file, re-read whenever the file changes.
-    pub fn token_file(mut self, path: impl Into<PathBuf>) -> Self {
-        self.token = Token::file(path);
-        self
-    }
-
-    /// The token source, e.g. [`Token::none`] to remove one.
-    pub fn token_source(mut self, token: Token) -> Self {
+    /// The auth token, sent as `X-Auth-Token`: [`Token::value`] for a
+    /// fixed one, [`Token::file`] for one read from a file and re-read when
+    /// it changes, [`Token::none`] (the default) for none.
+    ///
+    /// ```
+    /// use secure_channel_client::{PoolClient, Token};
+    /// let client = PoolClient::builder().token(Token::value("s3cret")).build()?;
+    /// # let _ = client;
+    /// # Ok::<(), secure_channel_client::Error>(())
+    /// ```
+    pub fn token(mut self, token: Token) -> Self {
         self.token = token;
         self
     }
@@ -238,9 +312,10 @@ impl PoolClientBuilder {
         self
     }
 
-    /// Verify the pool's certificate against (and send as SNI) this name
-    /// instead of the URL's host; the client still connects to the URL's
-    /// host, which is resolved once when the client is built.
+    /// Verify the pool's certificate against (and send as SNI) this DNS
+    /// name instead of the URL's host. The client still connects to the
+    /// URL's host, resolved again for every new connection (so a DNS change
+    /// is followed as without the override).
     pub fn tls_server_name(mut self, name: impl Into<String>) -> Self {
         self.tls_server_name = Some(name.into());
         self
@@ -274,61 +349,37 @@ impl PoolClientBuilder {
     /// Builds the client: parses the URL, reads the CA, certificate, key
     /// and token files and builds the one reqwest client.
     ///
-    /// Installs rustls' `ring` provider as the process default unless one
-    /// is installed already.
+    /// TLS is rustls with its `ring` provider, handed to the HTTP client
+    /// directly: nothing is installed process-wide, so the crate coexists
+    /// with other rustls users and their choice of provider.
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] naming the bad URL or the unreadable file.
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming the bad URL,
+    /// the unreadable or unusable file, or the unusable server name.
     pub fn build(self) -> Result<PoolClient, Error> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let base_url = parse_base_url(&self.base_url)?;
         self.token.validate()?;
         let mut builder = reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy();
+            .no_proxy()
+            .tls_backend_preconfigured(self.tls_config()?);
         if let Some(t) = self.connect_timeout {
             builder = builder.connect_timeout(t);
         }
-        if let Some(path) = &self.ca_file {
-            let pem = read_file("CA", path)?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| bad_file("CA", path, e.to_string()))?;
-            if certs.is_empty() {
-                return Err(bad_file("CA", path, "no PEM certificate found".into()).into());
-            }
-            builder = builder.tls_certs_only(certs);
-        }
-        if let Some((cert, key)) = &self.client_cert {
-            let mut pem = read_file("client certificate", cert)?;
-            pem.push(b'\n');
-            pem.extend_from_slice(&read_file("client key", key)?);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| bad_file("client certificate", cert, e.to_string()))?;
-            builder = builder.identity(identity);
-        }
         let mut request_base = base_url.clone();
         if let Some(name) = &self.tls_server_name {
-            let host = base_url.host_str().unwrap_or_default().to_owned();
-            let port = base_url.port_or_known_default().unwrap_or(443);
-            let server_name_error = |detail: String| ConfigError::ServerName {
-                name: name.clone(),
-                detail,
-            };
-            let addrs: Vec<std::net::SocketAddr> =
-                std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
-                    .map_err(|e| server_name_error(format!("cannot resolve {host}: {e}")))?
-                    .collect();
+            let resolver = OverrideResolver::new(name, &base_url)?;
             request_base
-                .set_host(Some(name))
-                .map_err(|e| server_name_error(e.to_string()))?;
-            builder = builder.resolve_to_addrs(name, &addrs);
+                .set_host(Some(&resolver.name))
+                .map_err(|e| server_name_error(name, e))?;
+            builder = builder.dns_resolver(Arc::new(resolver));
         }
         let http = builder
             .build()
-            .map_err(|e| ConfigError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+            .map_err(|e| Error::config_caused("cannot build the HTTP client", e))?;
         Ok(PoolClient::from_parts(
             http,
             &request_base,
@@ -336,6 +387,115 @@ impl PoolClientBuilder {
             self.token.clone(),
             &self,
         ))
+    }
+
+    /// The rustls configuration: the CA file's certificates only, or the
+    /// platform's verifier; the client certificate if any; HTTP/1.1.
+    fn tls_config(&self) -> Result<rustls::ClientConfig, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::config_caused("TLS", e))?;
+        let builder = match &self.ca_file {
+            Some(path) => {
+                let pem = read_file("CA", path)?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(&pem) {
+                    let cert = cert.map_err(|e| bad_file("CA", path, e))?;
+                    roots.add(cert).map_err(|e| bad_file("CA", path, e))?;
+                }
+                if roots.is_empty() {
+                    return Err(bad_file("CA", path, "no PEM certificate found"));
+                }
+                builder.with_root_certificates(roots)
+            }
+            None => {
+                let verifier = rustls_platform_verifier::Verifier::new(provider)
+                    .map_err(|e| Error::config_caused("cannot load the platform's TLS roots", e))?;
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(verifier))
+            }
+        };
+        let mut config = match &self.client_cert {
+            Some((cert_path, key_path)) => {
+                let pem = read_file("client certificate", cert_path)?;
+                let key_pem = read_file("client key", key_path)?;
+                let certs = CertificateDer::pem_slice_iter(&pem)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| bad_file("client certificate", cert_path, e))?;
+                if certs.is_empty() {
+                    return Err(bad_file(
+                        "client certificate",
+                        cert_path,
+                        "no PEM certificate found",
+                    ));
+                }
+                let key = PrivateKeyDer::from_pem_slice(&key_pem)
+                    .map_err(|e| bad_file("client key", key_path, e))?;
+                builder
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|e| bad_file("client certificate", cert_path, e))?
+            }
+            None => builder.with_no_client_auth(),
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+fn server_name_error(name: &str, detail: impl fmt::Display) -> Error {
+    Error::config(format_args!("TLS server name {name:?}: {detail}"))
+}
+
+/// With a server-name override, requests go to the override (so rustls
+/// verifies and sends it) and this resolver maps it back to the URL's real
+/// host, asking the system resolver again for every new connection: no
+/// address is pinned for the life of the client.
+struct OverrideResolver {
+    /// The override, lower-cased as URLs hold host names.
+    name: String,
+    host: String,
+    port: u16,
+}
+
+impl OverrideResolver {
+    fn new(name: &str, base: &Url) -> Result<Self, Error> {
+        let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return Err(server_name_error(
+                &name,
+                "an IP address cannot be an override; give a DNS name",
+            ));
+        }
+        rustls::pki_types::ServerName::try_from(name.as_str())
+            .map_err(|e| server_name_error(&name, e))?;
+        // Without the brackets of an IPv6 literal, as the resolver wants it.
+        let host = base
+            .host_str()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = base.port_or_known_default().unwrap_or(443);
+        Ok(Self { name, host, port })
+    }
+}
+
+impl reqwest::dns::Resolve for OverrideResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let target = if name.as_str().eq_ignore_ascii_case(&self.name) {
+            self.host.clone()
+        } else {
+            name.as_str().to_owned()
+        };
+        let port = self.port;
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((target.as_str(), port))
+                .await?
+                .collect();
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
     }
 }
 
@@ -346,29 +506,28 @@ impl PoolClientBuilder {
 ///
 /// # Deadlines
 ///
-/// Every call has a deadline. The plain methods ([`status`](Self::status),
-/// [`health`](Self::health), …) use the builder's
-/// [`timeout`](PoolClientBuilder::timeout) from the moment of the call; the
-/// `_until` variants take an explicit [`tokio::time::Instant`] (e.g. the
-/// deadline of a Prometheus scrape). Retries, backoff sleeps and body
-/// streaming all stay within it.
+/// Every call has a deadline, given by its [`CallOptions`]: the builder's
+/// [`timeout`](PoolClientBuilder::timeout) from the moment of the call, or
+/// an explicit [`tokio::time::Instant`] (e.g. the deadline of a Prometheus
+/// scrape). Retries, backoff sleeps and body streaming all stay within it.
 ///
 /// # Example
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use secure_channel_client::{PoolClient, RetryPolicy};
+/// use secure_channel_client::{CallOptions, PoolClient, RetryPolicy, Token};
 ///
 /// # async fn run() -> Result<(), secure_channel_client::Error> {
 /// let client = PoolClient::builder()
 ///     .base_url("http://127.0.0.1:9090")
-///     .token_file("/run/secrets/pool-token")
+///     .token(Token::file("/run/secrets/pool-token"))
 ///     .timeout(Duration::from_secs(5))
 ///     .retry(RetryPolicy::new(3))
 ///     .build()?;
-/// let status = client.status().await?;
+/// let status = client.status(CallOptions::new()).await?;
 /// println!("{} lists {} idle connections", status.endpoint, status.connections.len());
-/// let health = client.health().await?; // a 503 answer is Ok(unhealthy)
+/// // With a deadline of its own; a 503 answer is Ok(unhealthy).
+/// let health = client.health(CallOptions::new().timeout(Duration::from_millis(800))).await?;
 /// println!("healthy: {:?}", health.is_healthy());
 /// # Ok(()) }
 /// ```
@@ -411,7 +570,7 @@ impl PoolClient {
     /// ```
     /// let client = secure_channel_client::PoolClient::builder()
     ///     .base_url("http://pool.internal:9090")
-    ///     .token("s3cret")
+    ///     .token(secure_channel_client::Token::value("s3cret"))
     ///     .build()?;
     /// assert!(!format!("{client:?}").contains("s3cret"));
     /// # Ok::<(), secure_channel_client::Error>(())
@@ -452,7 +611,7 @@ impl PoolClient {
     ///
     /// ```
     /// use secure_channel_client::{PoolClient, Token};
-    /// let a = PoolClient::builder().token("s3cret").build()?;
+    /// let a = PoolClient::builder().token(Token::value("s3cret")).build()?;
     /// let b = a.with_base_url("http://other-pool:9090", Token::none())?;
     /// assert_eq!(b.base_url(), "http://other-pool:9090/");
     /// # Ok::<(), secure_channel_client::Error>(())
@@ -499,92 +658,87 @@ impl PoolClient {
         self.inner.breaker.as_ref().map(Breaker::state)
     }
 
-    fn default_deadline(&self) -> Instant {
-        Instant::now() + self.inner.timeout
-    }
-
-    /// The status document, within the default timeout.
-    pub async fn status(&self) -> Result<PoolStatus, Error> {
-        self.status_until(self.default_deadline()).await
-    }
-
-    /// The status document, within `deadline`.
-    pub async fn status_until(&self, deadline: Instant) -> Result<PoolStatus, Error> {
-        let fetched = self.fetch(Document::Status, deadline).await?;
+    /// The status document.
+    ///
+    /// # Errors
+    ///
+    /// Any fetch failure ([`ErrorKind::FETCH`](crate::ErrorKind::FETCH)),
+    /// or [`ErrorKind::CircuitOpen`](crate::ErrorKind::CircuitOpen).
+    pub async fn status(&self, options: CallOptions) -> Result<PoolStatus, Error> {
+        let fetched = self.fetch(Document::Status, options).await?;
         // The specialised decoder: serde's result, several times faster.
-        PoolStatus::from_slice(&fetched.body).map_err(|e| Error::decode(&fetched.url, &e))
+        PoolStatus::from_slice(&fetched.body).map_err(|e| Error::decode(&fetched.url, e))
     }
 
-    /// The health document, within the default timeout.
+    /// The health document.
     ///
     /// A 503 answer carrying the health document is `Ok` with
     /// [`Health::is_healthy`] false: the published pool answers 503
-    /// whenever its idle list is empty. A 503 without a decodable body is
-    /// [`Error::Status`].
-    pub async fn health(&self) -> Result<Health, Error> {
-        self.health_until(self.default_deadline()).await
-    }
-
-    /// The health document, within `deadline`; see [`health`](Self::health).
-    pub async fn health_until(&self, deadline: Instant) -> Result<Health, Error> {
-        let fetched = self.fetch(Document::Health, deadline).await?;
+    /// whenever its idle list is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`status`](Self::status); a 503 without a decodable body is
+    /// [`ErrorKind::Status`](crate::ErrorKind::Status).
+    pub async fn health(&self, options: CallOptions) -> Result<Health, Error> {
+        let fetched = self.fetch(Document::Health, options).await?;
         match fetched.json() {
             Ok(h) => Ok(h),
-            Err(_) if fetched.status == 503 => Err(Error::Status {
-                url: fetched.url.to_string(),
-                status: 503,
-            }),
+            Err(_) if fetched.status == 503 => Err(Error::http_status(&fetched.url, 503)),
             Err(e) => Err(e),
         }
     }
 
     /// The native metrics text exactly as the pool sent it (Prometheus text
-    /// format 0.0.4; not parsed here), within the default timeout.
-    pub async fn metrics_text(&self) -> Result<String, Error> {
-        self.metrics_text_until(self.default_deadline()).await
-    }
-
-    /// The native metrics text, within `deadline`.
-    pub async fn metrics_text_until(&self, deadline: Instant) -> Result<String, Error> {
-        let fetched = self.fetch(Document::Metrics, deadline).await?;
+    /// format 0.0.4; not parsed here).
+    ///
+    /// # Errors
+    ///
+    /// As [`status`](Self::status); a body that is not UTF-8 is
+    /// [`ErrorKind::Decode`](crate::ErrorKind::Decode).
+    pub async fn metrics_text(&self, options: CallOptions) -> Result<String, Error> {
+        let fetched = self.fetch(Document::Metrics, options).await?;
         fetched.text().map(str::to_owned)
     }
 
     /// One listed connection, from the status document (the pool has no
-    /// per-connection endpoint), within the default timeout.
+    /// per-connection endpoint).
     ///
-    /// An id the document does not list is [`Error::NotFound`]: on the
+    /// # Errors
+    ///
+    /// As [`status`](Self::status); an id the document does not list is
+    /// [`ErrorKind::NotFound`](crate::ErrorKind::NotFound): on the
     /// published pool a checked-out connection is never listed again.
-    pub async fn connection(&self, id: impl Into<ConnectionId>) -> Result<Connection, Error> {
-        self.connection_until(id, self.default_deadline()).await
-    }
-
-    /// One listed connection, within `deadline`; see [`connection`](Self::connection).
-    pub async fn connection_until(
+    pub async fn connection(
         &self,
         id: impl Into<ConnectionId>,
-        deadline: Instant,
+        options: CallOptions,
     ) -> Result<Connection, Error> {
         let id = id.into();
-        let status = self.status_until(deadline).await?;
+        let status = self.status(options).await?;
         status
             .connections
             .into_iter()
             .find(|c| c.connection_id == id)
-            .ok_or_else(|| Error::NotFound {
-                url: self.url(Document::Status).to_owned(),
-                id,
-            })
+            .ok_or_else(|| Error::not_found(self.url(Document::Status), id))
     }
 
-    /// Fetches one document within `deadline` and returns it undecoded,
-    /// with the retry policy and circuit breaker applied.
+    /// Fetches one document and returns it undecoded, with the retry policy
+    /// and circuit breaker applied.
     ///
-    /// Succeeds on 2xx, and on 503 for [`Document::Health`]. 401/403 is
-    /// [`Error::Unauthorized`] (with the pool's message), other statuses
-    /// [`Error::Status`].
-    pub async fn fetch(&self, doc: Document, deadline: Instant) -> Result<Fetched, Error> {
+    /// Succeeds on 2xx, and on 503 for [`Document::Health`].
+    ///
+    /// # Errors
+    ///
+    /// 401/403 is [`ErrorKind::Unauthorized`](crate::ErrorKind::Unauthorized)
+    /// (with the pool's message), other statuses
+    /// [`ErrorKind::Status`](crate::ErrorKind::Status); transport failures,
+    /// deadlines and the body cap as their kinds say.
+    pub async fn fetch(&self, doc: Document, options: CallOptions) -> Result<Fetched, Error> {
         let i = &self.inner;
+        let deadline = options
+            .deadline
+            .unwrap_or_else(|| Instant::now() + i.timeout);
         let policy = i.retry.as_ref();
         let max_attempts = policy.map_or(1, RetryPolicy::max_attempts);
         let mut previous_backoff = Duration::ZERO;
@@ -592,6 +746,17 @@ impl PoolClient {
         let mut last_error: Option<Error> = None;
         loop {
             attempt += 1;
+            let now = Instant::now();
+            let (attempt_deadline, cut_by_policy) =
+                match policy.and_then(RetryPolicy::attempt_timeout_value) {
+                    Some(t) if attempt < max_attempts && now + t < deadline => (now + t, true),
+                    _ => (deadline, false),
+                };
+            // An expired deadline is the caller's: fail without asking the
+            // breaker or the pool.
+            if attempt_deadline <= now {
+                return Err(last_error.unwrap_or_else(|| Error::expired(self.url(doc))));
+            }
             let permit = match &i.breaker {
                 Some(b) => match b.acquire() {
                     Ok(p) => Some(p),
@@ -599,27 +764,40 @@ impl PoolClient {
                     // error says more than "circuit open".
                     Err(_) if last_error.is_some() => return Err(last_error.unwrap()),
                     Err(refused) => {
-                        return Err(Error::CircuitOpen {
-                            url: self.url(doc).to_owned(),
-                            until: refused.until,
-                            retry_in: refused.retry_in,
-                            failures: refused.failures,
-                        })
+                        return Err(Error::circuit_open(
+                            self.url(doc),
+                            refused.until,
+                            refused.retry_in,
+                            refused.failures,
+                        ))
                     }
                 },
                 None => None,
             };
-            let attempt_deadline = match policy.and_then(RetryPolicy::attempt_timeout_value) {
-                Some(t) if attempt < max_attempts => deadline.min(Instant::now() + t),
-                _ => deadline,
+            let budget = attempt_deadline - now;
+            let result = self.attempt(doc, attempt_deadline, budget).await;
+            // The breaker hears only what the pool did: a timeout counts
+            // when the client's own limits set the time (its timeout, the
+            // policy's per-attempt timeout, the connect timeout), never
+            // when a caller's shorter deadline cut the pool off.
+            let verdict = match &result {
+                Ok(_) => Some(true),
+                Err(Attempt::DeadlineHit(_)) => {
+                    let pools_fault =
+                        cut_by_policy || options.deadline.is_none() || budget >= i.timeout;
+                    pools_fault.then_some(false)
+                }
+                Err(Attempt::Failed(e)) => Some(!counts_as_failure(e)),
             };
-            let result = self.attempt(doc, attempt_deadline).await;
             if let Some(permit) = permit {
-                permit.record(!counts_as_failure(&result));
+                match verdict {
+                    Some(success) => permit.record(success),
+                    None => permit.release(),
+                }
             }
             let error = match result {
                 Ok(f) => return Ok(f),
-                Err(e) => e,
+                Err(Attempt::DeadlineHit(e) | Attempt::Failed(e)) => e,
             };
             let Some(policy) = policy else {
                 return Err(error);
@@ -638,14 +816,15 @@ impl PoolClient {
     }
 
     /// One attempt, bounded by `deadline`.
-    async fn attempt(&self, doc: Document, deadline: Instant) -> Result<Fetched, Error> {
-        let budget = deadline.saturating_duration_since(Instant::now());
+    async fn attempt(
+        &self,
+        doc: Document,
+        deadline: Instant,
+        budget: Duration,
+    ) -> Result<Fetched, Attempt> {
         match tokio::time::timeout_at(deadline, self.attempt_inner(doc)).await {
-            Ok(Err(Error::Timeout { .. })) | Err(_) => Err(Error::Timeout {
-                url: self.url(doc).to_owned(),
-                budget,
-            }),
-            Ok(result) => result,
+            Err(_) => Err(Attempt::DeadlineHit(Error::timeout(self.url(doc), budget))),
+            Ok(result) => result.map_err(Attempt::Failed),
         }
     }
 
@@ -658,7 +837,7 @@ impl PoolClient {
                 request = request.header("X-Auth-Token", value);
             }
         }
-        let mut response = request.send().await.map_err(|e| transport_error(url, &e))?;
+        let mut response = request.send().await.map_err(|e| transport_error(url, e))?;
         let code = response.status();
         let ok = code.is_success()
             || (doc == Document::Health && code == StatusCode::SERVICE_UNAVAILABLE);
@@ -666,30 +845,19 @@ impl PoolClient {
             let body = read_prefix(&mut response, UNAUTHORIZED_BODY_CAP).await;
             // Some pools echo the token they refused: never repeat it.
             let body = i.token.scrub(&body);
-            return Err(Error::Unauthorized {
-                url: url.to_string(),
-                status: code.as_u16(),
-                body: excerpt(&body),
-            });
+            return Err(Error::unauthorized(url, code.as_u16(), &body));
         }
         if !ok {
-            return Err(Error::Status {
-                url: url.to_string(),
-                status: code.as_u16(),
-            });
+            return Err(Error::http_status(url, code.as_u16()));
         }
         let limit = i.max_body_bytes;
-        let too_large = || Error::TooLarge {
-            url: url.to_string(),
-            limit,
-        };
         if response.content_length().is_some_and(|len| len > limit) {
-            return Err(too_large());
+            return Err(Error::too_large(url, limit));
         }
         let body = match read_capped(&mut response, limit).await {
             Ok(body) => body,
-            Err(ReadError::TooLarge) => return Err(too_large()),
-            Err(ReadError::Transport(e)) => return Err(transport_error(url, &e)),
+            Err(ReadError::TooLarge) => return Err(Error::too_large(url, limit)),
+            Err(ReadError::Transport(e)) => return Err(transport_error(url, e)),
         };
         Ok(Fetched {
             document: doc,
@@ -698,6 +866,14 @@ impl PoolClient {
             url: url.clone(),
         })
     }
+}
+
+/// How an attempt ended without a document.
+enum Attempt {
+    /// The attempt's deadline passed first.
+    DeadlineHit(Error),
+    /// Anything else, the client's own connect timeout included.
+    Failed(Error),
 }
 
 enum ReadError {
@@ -735,30 +911,31 @@ async fn read_prefix(response: &mut reqwest::Response, limit: u64) -> Bytes {
 }
 
 /// Failures that count against the circuit breaker: the pool is not
-/// answering usefully.
-fn counts_as_failure(result: &Result<Fetched, Error>) -> bool {
-    match result {
-        Ok(_) => false,
-        Err(Error::Connect { .. } | Error::Timeout { .. }) => true,
-        Err(Error::Status { status, .. }) => *status >= 500,
-        Err(_) => false,
+/// answering usefully. (Deadline timeouts are judged by the caller.)
+fn counts_as_failure(error: &Error) -> bool {
+    match error.kind() {
+        ErrorKind::Connect | ErrorKind::Timeout => true,
+        ErrorKind::Status => error.status().is_some_and(|s| s >= 500),
+        _ => false,
     }
 }
 
 /// Failures worth another attempt.
 fn is_retryable(doc: Document, error: &Error) -> bool {
-    match error {
-        Error::Connect { .. } | Error::Timeout { .. } => true,
-        Error::Status { status: 503, .. } => doc != Document::Health,
-        Error::Status { status, .. } => matches!(status, 502 | 504),
+    match (error.kind(), error.status()) {
+        (ErrorKind::Connect | ErrorKind::Timeout, _) => true,
+        (ErrorKind::Status, Some(503)) => doc != Document::Health,
+        (ErrorKind::Status, Some(status)) => matches!(status, 502 | 504),
         _ => false,
     }
 }
 
-fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
-    let bad = |detail: String| ConfigError::BadUrl {
-        url: redact_url_text(text),
-        detail,
+fn parse_base_url(text: &str) -> Result<Url, Error> {
+    let bad = |detail: String| {
+        Error::config(format_args!(
+            "bad base URL {:?}: {detail}",
+            redact_text(text)
+        ))
     };
     let url = Url::parse(text.trim()).map_err(|e| bad(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") {
@@ -773,20 +950,20 @@ fn parse_base_url(text: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
-fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, ConfigError> {
-    std::fs::read(path).map_err(|e| ConfigError::File {
-        what,
-        path: path.display().to_string(),
-        detail: e.to_string(),
+fn read_file(what: &'static str, path: &std::path::Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| {
+        Error::config_caused(
+            format_args!("cannot read {what} file {}", path.display()),
+            e,
+        )
     })
 }
 
-fn bad_file(what: &'static str, path: &std::path::Path, detail: String) -> ConfigError {
-    ConfigError::BadFile {
-        what,
-        path: path.display().to_string(),
-        detail,
-    }
+fn bad_file(what: &'static str, path: &std::path::Path, detail: impl fmt::Display) -> Error {
+    Error::config(format_args!(
+        "{what} file {} is unusable: {detail}",
+        path.display()
+    ))
 }
 
 fn document_url(base: &Url, doc: Document) -> Url {
@@ -810,15 +987,15 @@ pub(crate) fn redact_url(url: &Url) -> String {
 
 /// A URL as it may be shown, for text that may not parse as one: user
 /// info (anything before an `@` in the authority), query and fragment
-/// dropped. The one URL redactor of the workspace: the exporter shows the
-/// URLs of its flags with it too.
+/// dropped. The one URL redactor of the workspace (exported as
+/// `redact_url_text`): the exporter shows the URLs of its flags with it.
 ///
 /// ```
 /// use secure_channel_client::redact_url_text;
 /// assert_eq!(redact_url_text("http://u:s3cret@pool:9090/x?t=1"), "http://pool:9090/x");
 /// assert_eq!(redact_url_text("http://u:s3cret@host:bad"), "http://host:bad");
 /// ```
-pub fn redact_url_text(text: &str) -> String {
+pub fn redact_text(text: &str) -> String {
     if let Ok(url) = Url::parse(text.trim()) {
         if url.has_host() {
             return redact_url(&url);
@@ -833,25 +1010,12 @@ pub fn redact_url_text(text: &str) -> String {
     }
 }
 
-fn transport_error(url: &str, e: &reqwest::Error) -> Error {
+fn transport_error(url: &str, e: reqwest::Error) -> Error {
     if e.is_timeout() {
-        return Error::Timeout {
-            url: url.to_owned(),
-            budget: Duration::ZERO,
-        };
+        // reqwest's own limit: the connect timeout.
+        return Error::connect_timeout(url, e);
     }
-    // The innermost cause says what went wrong ("Connection refused");
-    // reqwest's own message only repeats the URL.
-    let mut detail = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        detail = cause.to_string();
-        source = cause.source();
-    }
-    Error::Connect {
-        url: url.to_owned(),
-        detail: redact_url_text(&detail),
-    }
+    Error::connect(url, e)
 }
 
 #[cfg(test)]
@@ -877,10 +1041,10 @@ mod tests {
         let url = Url::parse("https://alice:s3cret@pool:9090/x?token=abc#f").unwrap();
         assert_eq!(redact_url(&url), "https://pool:9090/x");
         assert_eq!(
-            redact_url_text("http://bob:pa:ss@host:bad/x?t=1"),
+            redact_text("http://bob:pa:ss@host:bad/x?t=1"),
             "http://host:bad/x"
         );
-        assert_eq!(redact_url_text("not a url"), "not a url");
+        assert_eq!(redact_text("not a url"), "not a url");
     }
 
     #[test]

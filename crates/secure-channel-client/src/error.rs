@@ -1,169 +1,69 @@
-//! Typed errors: what went wrong, and where.
+//! The error type: opaque, with stable kind queries and the cause kept.
 
+use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::ConnectionId;
 
-/// Longest excerpt of a 401 body kept in [`Error::Unauthorized`].
+/// Longest excerpt of a 401 body kept in an [`Error`].
 pub(crate) const MAX_BODY_EXCERPT: usize = 200;
 
-/// A failed call to the pool.
+type Cause = Arc<dyn StdError + Send + Sync + 'static>;
+
+/// A failed call to the pool, or a configuration the client cannot use.
 ///
-/// Every variant names the URL it concerns with credentials removed (user
-/// info and query string dropped); no message ever contains the token.
-/// [`Error::kind`] gives a stable machine-readable classification.
+/// Opaque, like `reqwest::Error`: ask what it is with [`Error::kind`] (or
+/// the `is_*` queries), and which URL, HTTP status or pool message it
+/// concerns with the accessors. The underlying cause (the transport error,
+/// serde's error, the I/O error of a file) is kept and returned by
+/// [`source`](std::error::Error::source), so `anyhow`-style reports show
+/// the whole chain and callers may downcast it.
+///
+/// The message names the URL with credentials removed (user info and
+/// query dropped) and, for transport failures, ends with the innermost
+/// cause (e.g. `Connection refused (os error 111)`) so that a single line
+/// in a log says what happened. No message ever contains the token.
+///
+/// `Clone` (the cause is shared), `Send` and `Sync`.
 ///
 /// ```
-/// use secure_channel_client::{Error, ErrorKind};
+/// use secure_channel_client::{CallOptions, ErrorKind, PoolClient};
 ///
-/// fn label(e: &Error) -> &'static str {
-///     e.kind().as_str()
-/// }
-/// # let _ = label;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // Nothing listens on port 9 (discard).
+/// let client = PoolClient::builder().base_url("http://127.0.0.1:9").build().unwrap();
+/// let err = client.status(CallOptions::new()).await.unwrap_err();
+/// assert!(err.is_connect() || err.is_timeout());
+/// assert_eq!(err.url(), Some("http://127.0.0.1:9/status/connections"));
+/// assert!(std::error::Error::source(&err).is_some() || err.is_timeout());
+/// # }
 /// ```
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// The pool could not be reached, or the connection broke before a
-    /// complete answer (refused, reset, TLS failure, DNS failure).
-    #[error("cannot reach {url}: {detail}")]
-    Connect {
-        /// The URL, credentials removed.
-        url: String,
-        /// The innermost cause, e.g. `Connection refused (os error 111)`.
-        detail: String,
-    },
-    /// No complete answer before the deadline.
-    #[error("{url} did not answer within {budget:?}")]
-    Timeout {
-        /// The URL, credentials removed.
-        url: String,
-        /// The time the call had.
-        budget: Duration,
-    },
-    /// The pool answered with an unexpected HTTP status.
-    #[error("{url} answered HTTP {status}")]
-    Status {
-        /// The URL, credentials removed.
-        url: String,
-        /// The HTTP status code.
-        status: u16,
-    },
-    /// The pool refused the token (HTTP 401 or 403).
-    #[error("{url} answered HTTP {status} ({body:?}): check the pool auth token")]
-    Unauthorized {
-        /// The URL, credentials removed.
-        url: String,
-        /// 401 or 403.
-        status: u16,
-        /// The pool's answer, trimmed and cut to 200 characters, e.g.
-        /// `Unauthorized: Invalid token`.
-        body: String,
-    },
-    /// The body was larger than the configured cap.
-    #[error("{url} sent a body larger than the {limit} byte limit")]
-    TooLarge {
-        /// The URL, credentials removed.
-        url: String,
-        /// The cap in bytes.
-        limit: u64,
-    },
-    /// The body is not the expected document.
-    #[error("cannot decode the body of {url}: {detail}")]
-    Decode {
-        /// The URL, credentials removed.
-        url: String,
-        /// serde's message, with line and column.
-        detail: String,
-        /// Line of the error (1-based; 0 when unknown).
-        line: usize,
-        /// Column of the error (1-based; 0 when unknown).
-        column: usize,
-    },
-    /// The status document does not list this connection (the pool has no
-    /// per-connection endpoint; checked-out connections are never listed).
-    #[error("{url} lists no connection with id {id}")]
-    NotFound {
-        /// The status URL, credentials removed.
-        url: String,
-        /// The id asked for.
-        id: ConnectionId,
-    },
-    /// The circuit breaker is open: the call was not attempted.
-    #[error(
-        "circuit open for {url} after {failures} consecutive failures: \
-         failing fast for another {retry_in:?} (until {})",
-        crate::Timestamp::from(*until)
-    )]
-    CircuitOpen {
-        /// The URL that would have been called, credentials removed.
-        url: String,
-        /// When the breaker lets a probe through.
-        until: SystemTime,
-        /// Time left until then.
-        retry_in: Duration,
-        /// Consecutive failures that opened the breaker.
-        failures: u32,
-    },
-    /// The configuration is unusable (bad URL, unreadable CA, certificate,
-    /// key or token file).
-    #[error("invalid configuration: {0}")]
-    Config(#[from] ConfigError),
+#[derive(Clone)]
+pub struct Error {
+    inner: Box<Inner>,
 }
 
-/// What is wrong with a configuration.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The base URL does not parse or is not http(s).
-    #[error("bad base URL {url:?}: {detail}")]
-    BadUrl {
-        /// The URL as given, credentials removed where recognisable.
-        url: String,
-        /// Why it was refused.
-        detail: String,
-    },
-    /// A file could not be read.
-    #[error("cannot read {what} file {path}: {detail}")]
-    File {
-        /// `CA`, `client certificate`, `client key` or `token`.
-        what: &'static str,
-        /// The file's path.
-        path: String,
-        /// The I/O error.
-        detail: String,
-    },
-    /// A file was read but its content is unusable.
-    #[error("{what} file {path} is unusable: {detail}")]
-    BadFile {
-        /// `CA`, `client certificate`, `client key` or `token`.
-        what: &'static str,
-        /// The file's path.
-        path: String,
-        /// Why it was refused.
-        detail: String,
-    },
-    /// The TLS server name override is unusable, or the URL's host does
-    /// not resolve to the addresses to connect to.
-    #[error("TLS server name {name:?}: {detail}")]
-    ServerName {
-        /// The override.
-        name: String,
-        /// Why it was refused.
-        detail: String,
-    },
-    /// Another invalid setting.
-    #[error("{0}")]
-    Invalid(String),
+#[derive(Clone)]
+struct Inner {
+    kind: ErrorKind,
+    url: Option<Arc<str>>,
+    message: String,
+    status: Option<u16>,
+    pool_message: Option<String>,
+    connection_id: Option<ConnectionId>,
+    retry_at: Option<SystemTime>,
+    source: Option<Cause>,
 }
 
 /// Stable, machine-readable classification of an [`Error`].
 ///
-/// [`ErrorKind::as_str`] returns exactly the words the exporter uses as its
-/// `reason` label: `connect`, `timeout`, `status`, `unauthorized`,
-/// `too_large`, `decode`, plus `not_found`, `circuit_open` and `config` for
-/// the errors only this crate produces.
+/// [`ErrorKind::as_str`] gives a stable label: `connect`, `timeout`,
+/// `status`, `unauthorized`, `too_large`, `decode` (the six ways a fetch
+/// can fail, [`ErrorKind::FETCH`]), plus `not_found`, `circuit_open` and
+/// `config`. New kinds may be added in a minor release.
 ///
 /// ```
 /// use secure_channel_client::ErrorKind;
@@ -173,29 +73,30 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// [`Error::Connect`].
+    /// The pool could not be reached, or the connection broke before a
+    /// complete answer (refused, reset, TLS or DNS failure).
     Connect,
-    /// [`Error::Timeout`].
+    /// No complete answer before the deadline.
     Timeout,
-    /// [`Error::Status`].
+    /// The pool answered with an unexpected HTTP status.
     Status,
-    /// [`Error::Unauthorized`].
+    /// The pool refused the token (HTTP 401 or 403).
     Unauthorized,
-    /// [`Error::TooLarge`].
+    /// The body was larger than the configured cap.
     TooLarge,
-    /// [`Error::Decode`].
+    /// The body is not the expected document.
     Decode,
-    /// [`Error::NotFound`].
+    /// The status document does not list the connection asked for.
     NotFound,
-    /// [`Error::CircuitOpen`].
+    /// The circuit breaker is open: the call was not attempted.
     CircuitOpen,
-    /// [`Error::Config`].
+    /// The configuration is unusable (bad URL, unreadable or unusable CA,
+    /// certificate, key or token file, bad server name).
     Config,
 }
 
 impl ErrorKind {
-    /// The kinds a fetch of a document can fail with (the exporter's six
-    /// failure reasons), in a stable order.
+    /// The kinds a fetch of a document can fail with, in a stable order.
     pub const FETCH: [ErrorKind; 6] = [
         Self::Connect,
         Self::Timeout,
@@ -229,60 +130,277 @@ impl fmt::Display for ErrorKind {
 }
 
 impl Error {
-    /// The stable classification of this error.
-    ///
-    /// ```
-    /// use secure_channel_client::{Error, ErrorKind};
-    /// let e = Error::Status { url: "http://pool:9090/metrics".into(), status: 502 };
-    /// assert_eq!(e.kind(), ErrorKind::Status);
-    /// assert_eq!(e.kind().as_str(), "status");
-    /// ```
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Self::Connect { .. } => ErrorKind::Connect,
-            Self::Timeout { .. } => ErrorKind::Timeout,
-            Self::Status { .. } => ErrorKind::Status,
-            Self::Unauthorized { .. } => ErrorKind::Unauthorized,
-            Self::TooLarge { .. } => ErrorKind::TooLarge,
-            Self::Decode { .. } => ErrorKind::Decode,
-            Self::NotFound { .. } => ErrorKind::NotFound,
-            Self::CircuitOpen { .. } => ErrorKind::CircuitOpen,
-            Self::Config(_) => ErrorKind::Config,
+    fn new(kind: ErrorKind, url: Option<&str>, message: String) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                url: url.map(Arc::from),
+                message,
+                status: None,
+                pool_message: None,
+                connection_id: None,
+                retry_at: None,
+                source: None,
+            }),
         }
     }
 
-    /// The HTTP status the pool answered, for [`Error::Status`] and
-    /// [`Error::Unauthorized`].
+    fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.inner.source = Some(Arc::new(source));
+        self
+    }
+
+    /// The stable classification of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.inner.kind
+    }
+
+    /// Whether the pool could not be reached ([`ErrorKind::Connect`]).
+    pub fn is_connect(&self) -> bool {
+        self.kind() == ErrorKind::Connect
+    }
+
+    /// Whether the deadline passed first ([`ErrorKind::Timeout`]).
+    pub fn is_timeout(&self) -> bool {
+        self.kind() == ErrorKind::Timeout
+    }
+
+    /// Whether the pool answered an unexpected HTTP status
+    /// ([`ErrorKind::Status`]).
+    pub fn is_status(&self) -> bool {
+        self.kind() == ErrorKind::Status
+    }
+
+    /// Whether the pool refused the token ([`ErrorKind::Unauthorized`]).
+    pub fn is_unauthorized(&self) -> bool {
+        self.kind() == ErrorKind::Unauthorized
+    }
+
+    /// Whether the body passed the size cap ([`ErrorKind::TooLarge`]).
+    pub fn is_too_large(&self) -> bool {
+        self.kind() == ErrorKind::TooLarge
+    }
+
+    /// Whether the body could not be decoded ([`ErrorKind::Decode`]).
+    pub fn is_decode(&self) -> bool {
+        self.kind() == ErrorKind::Decode
+    }
+
+    /// Whether the connection asked for is not listed
+    /// ([`ErrorKind::NotFound`]).
+    pub fn is_not_found(&self) -> bool {
+        self.kind() == ErrorKind::NotFound
+    }
+
+    /// Whether the circuit breaker refused the call
+    /// ([`ErrorKind::CircuitOpen`]).
+    pub fn is_circuit_open(&self) -> bool {
+        self.kind() == ErrorKind::CircuitOpen
+    }
+
+    /// Whether the configuration is unusable ([`ErrorKind::Config`]).
+    pub fn is_config(&self) -> bool {
+        self.kind() == ErrorKind::Config
+    }
+
+    /// The HTTP status the pool answered, for [`ErrorKind::Status`] and
+    /// [`ErrorKind::Unauthorized`].
     pub fn status(&self) -> Option<u16> {
-        match self {
-            Self::Status { status, .. } | Self::Unauthorized { status, .. } => Some(*status),
-            _ => None,
-        }
+        self.inner.status
     }
 
     /// The URL the error concerns, credentials removed (`None` for
     /// configuration errors).
     pub fn url(&self) -> Option<&str> {
-        match self {
-            Self::Connect { url, .. }
-            | Self::Timeout { url, .. }
-            | Self::Status { url, .. }
-            | Self::Unauthorized { url, .. }
-            | Self::TooLarge { url, .. }
-            | Self::Decode { url, .. }
-            | Self::NotFound { url, .. }
-            | Self::CircuitOpen { url, .. } => Some(url),
-            Self::Config(_) => None,
-        }
+        self.inner.url.as_deref()
     }
 
-    pub(crate) fn decode(url: &str, e: &serde_json::Error) -> Self {
-        Self::Decode {
-            url: url.to_owned(),
-            detail: e.to_string(),
-            line: e.line(),
-            column: e.column(),
+    /// What the pool said when it refused the token
+    /// ([`ErrorKind::Unauthorized`]), e.g. `Unauthorized: Invalid token`:
+    /// trimmed, control characters removed, cut to 200 characters.
+    pub fn pool_message(&self) -> Option<&str> {
+        self.inner.pool_message.as_deref()
+    }
+
+    /// The connection asked for ([`ErrorKind::NotFound`]).
+    pub fn connection_id(&self) -> Option<&ConnectionId> {
+        self.inner.connection_id.as_ref()
+    }
+
+    /// When an open circuit breaker lets a probe through
+    /// ([`ErrorKind::CircuitOpen`]).
+    pub fn retry_at(&self) -> Option<SystemTime> {
+        self.inner.retry_at
+    }
+
+    // Constructors, one per kind. Crate-private: callers classify errors,
+    // they do not make them.
+
+    pub(crate) fn connect(url: &str, cause: reqwest::Error) -> Self {
+        // The innermost cause says what went wrong ("Connection refused");
+        // reqwest's own message only repeats the URL.
+        let mut detail = cause.to_string();
+        let mut next = StdError::source(&cause);
+        while let Some(c) = next {
+            detail = c.to_string();
+            next = c.source();
         }
+        let detail = crate::client::redact_text(&detail);
+        Self::new(
+            ErrorKind::Connect,
+            Some(url),
+            format!("cannot reach {url}: {detail}"),
+        )
+        .with_source(cause.without_url())
+    }
+
+    pub(crate) fn timeout(url: &str, budget: Duration) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Some(url),
+            format!("{url} did not answer within {budget:?}"),
+        )
+    }
+
+    pub(crate) fn connect_timeout(url: &str, cause: reqwest::Error) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Some(url),
+            format!("{url} did not accept a connection within the connect timeout"),
+        )
+        .with_source(cause.without_url())
+    }
+
+    pub(crate) fn expired(url: &str) -> Self {
+        Self::new(
+            ErrorKind::Timeout,
+            Some(url),
+            format!("the deadline for {url} had passed before the call: not attempted"),
+        )
+    }
+
+    pub(crate) fn http_status(url: &str, status: u16) -> Self {
+        let mut e = Self::new(
+            ErrorKind::Status,
+            Some(url),
+            format!("{url} answered HTTP {status}"),
+        );
+        e.inner.status = Some(status);
+        e
+    }
+
+    pub(crate) fn unauthorized(url: &str, status: u16, body: &[u8]) -> Self {
+        let pool_message = excerpt(body);
+        let mut e = Self::new(
+            ErrorKind::Unauthorized,
+            Some(url),
+            format!("{url} answered HTTP {status} ({pool_message:?}): check the pool auth token"),
+        );
+        e.inner.status = Some(status);
+        e.inner.pool_message = Some(pool_message);
+        e
+    }
+
+    pub(crate) fn too_large(url: &str, limit: u64) -> Self {
+        Self::new(
+            ErrorKind::TooLarge,
+            Some(url),
+            format!("{url} sent a body larger than the {limit} byte limit"),
+        )
+    }
+
+    pub(crate) fn decode(url: &str, cause: serde_json::Error) -> Self {
+        Self::new(
+            ErrorKind::Decode,
+            Some(url),
+            format!("cannot decode the body of {url}: {cause}"),
+        )
+        .with_source(cause)
+    }
+
+    pub(crate) fn decode_text(url: &str, detail: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Decode,
+            Some(url),
+            format!("cannot decode the body of {url}: {detail}"),
+        )
+    }
+
+    pub(crate) fn not_found(url: &str, id: ConnectionId) -> Self {
+        let mut e = Self::new(
+            ErrorKind::NotFound,
+            Some(url),
+            format!("{url} lists no connection with id {id}"),
+        );
+        e.inner.connection_id = Some(id);
+        e
+    }
+
+    pub(crate) fn circuit_open(
+        url: &str,
+        until: SystemTime,
+        retry_in: Duration,
+        failures: u32,
+    ) -> Self {
+        let mut e = Self::new(
+            ErrorKind::CircuitOpen,
+            Some(url),
+            format!(
+                "circuit open for {url} after {failures} consecutive failures: \
+                 failing fast for another {retry_in:?} (until {})",
+                crate::Timestamp::from(until)
+            ),
+        );
+        e.inner.retry_at = Some(until);
+        e
+    }
+
+    pub(crate) fn config(detail: impl fmt::Display) -> Self {
+        Self::new(
+            ErrorKind::Config,
+            None,
+            format!("invalid configuration: {detail}"),
+        )
+    }
+
+    pub(crate) fn config_caused(
+        detail: impl fmt::Display,
+        cause: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self::config(format_args!("{detail}: {cause}")).with_source(cause)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.message)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.inner.kind);
+        if let Some(url) = &self.inner.url {
+            d.field("url", url);
+        }
+        if let Some(status) = self.inner.status {
+            d.field("status", &status);
+        }
+        d.field("message", &self.inner.message);
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
     }
 }
 
@@ -299,4 +417,36 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
         out.push('…');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_statuses_and_chains() {
+        let e = Error::http_status("http://pool:9090/metrics", 502);
+        assert_eq!(e.kind(), ErrorKind::Status);
+        assert!(e.is_status());
+        assert_eq!(e.status(), Some(502));
+        assert_eq!(e.to_string(), "http://pool:9090/metrics answered HTTP 502");
+
+        let serde = serde_json::from_str::<u8>("x").unwrap_err();
+        let e = Error::decode("http://pool:9090/healthz", serde);
+        let cause = StdError::source(&e).unwrap();
+        let serde = cause.downcast_ref::<serde_json::Error>().unwrap();
+        assert_eq!((serde.line(), serde.column()), (1, 1));
+
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Error::config_caused("cannot read token file /t", io);
+        assert!(e.is_config() && e.url().is_none());
+        assert!(StdError::source(&e)
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .is_some());
+
+        let e = Error::unauthorized("http://p/metrics", 401, b" Unauthorized: Invalid token\n");
+        assert_eq!(e.pool_message(), Some("Unauthorized: Invalid token"));
+        assert_eq!(e.status(), Some(401));
+    }
 }

@@ -10,17 +10,20 @@
 //!
 //! What this crate gives:
 //!
-//! * [`PoolClient`]: one reqwest client (rustls with the `ring` provider,
-//!   no redirects, no proxy from the environment), a deadline on every
-//!   call, a body-size cap enforced while streaming, the token from a value
-//!   or a file that is re-read when it changes, and raw bodies
-//!   ([`PoolClient::fetch`]) for callers that decode or pass them through.
+//! * [`PoolClient`]: one reqwest client (rustls with the `ring` provider
+//!   handed to it, nothing installed process-wide; no redirects, no proxy
+//!   from the environment), one method per document taking
+//!   [`CallOptions`] (an optional deadline), a body-size cap enforced while
+//!   streaming, the [`Token`] from a value or a file that is re-read when
+//!   it changes, and raw bodies ([`PoolClient::fetch`]) for callers that
+//!   decode or pass them through.
 //! * Tolerant model types ([`PoolStatus`], [`Connection`], [`Health`]) that
 //!   read every pool build we know: times as serde `SystemTime` objects,
 //!   RFC 3339 strings or Unix seconds; integer or string connection ids;
 //!   optional fields; unknown fields ignored. They serialize too.
-//! * Typed errors ([`Error`]) with a stable [`ErrorKind`] label, naming the
-//!   URL with credentials removed.
+//! * One opaque [`Error`] with a stable [`ErrorKind`] (and `is_*` queries),
+//!   the URL with credentials removed, and the cause kept as its
+//!   [`source`](std::error::Error::source).
 //! * Opt-in [`RetryPolicy`] and [`CircuitBreaker`].
 //! * A [`Monitor`] that polls the pool, publishes the latest [`Snapshot`]
 //!   and reports each health [`Transition`] once.
@@ -41,7 +44,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use secure_channel_client::{ErrorKind, PoolClient, RetryPolicy};
+//! use secure_channel_client::{CallOptions, ErrorKind, PoolClient, RetryPolicy, Token};
 //! # use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -78,35 +81,40 @@
 //! # });
 //! let client = PoolClient::builder()
 //!     .base_url(&pool_url)
-//!     .token("s3cret")
+//!     .token(Token::value("s3cret"))
 //!     .timeout(Duration::from_secs(5))
 //!     .retry(RetryPolicy::new(3))
 //!     .build()?;
 //!
-//! let status = client.status().await?;
+//! let status = client.status(CallOptions::new()).await?;
 //! assert_eq!(status.endpoint, "relay.example.net:443");
-//! assert_eq!(client.connection(194u64).await?.errors, 1.0);
-//! assert_eq!(client.connection(1u64).await.unwrap_err().kind(), ErrorKind::NotFound);
+//! assert_eq!(client.connection(194u64, CallOptions::new()).await?.errors, 1.0);
+//! assert_eq!(client.connection(1u64, CallOptions::new()).await.unwrap_err().kind(), ErrorKind::NotFound);
 //!
 //! // A 503 health answer is a value: the idle list is empty right now.
-//! let health = client.health().await?;
+//! let health = client.health(CallOptions::new()).await?;
 //! assert_eq!(health.is_healthy(), Some(false));
 //!
 //! // The native metrics, as sent.
-//! assert!(client.metrics_text().await?.contains("secure_channel_errors_total"));
+//! assert!(client.metrics_text(CallOptions::new()).await?.contains("secure_channel_errors_total"));
 //!
 //! // A wrong token: a typed error with the pool's message, never retried.
-//! let wrong = PoolClient::builder().base_url(&pool_url).token("nope").build()?;
-//! let err = wrong.status().await.unwrap_err();
+//! let wrong = PoolClient::builder().base_url(&pool_url).token(Token::value("nope")).build()?;
+//! let err = wrong.status(CallOptions::new()).await.unwrap_err();
 //! assert_eq!(err.kind().as_str(), "unauthorized");
-//! assert!(err.to_string().contains("Unauthorized: Invalid token"));
+//! assert!(err.is_unauthorized());
+//! assert_eq!(err.pool_message(), Some("Unauthorized: Invalid token"));
+//!
+//! // A deadline for one call: an explicit end, e.g. a scrape's.
+//! let end = tokio::time::Instant::now() + Duration::from_secs(2);
+//! client.status(CallOptions::new().deadline(end)).await?;
 //! # Ok(()) }
 //! ```
 //!
 //! Failures are typed and name the URL:
 //!
 //! ```
-//! use secure_channel_client::{PoolClient, ErrorKind};
+//! use secure_channel_client::{CallOptions, ErrorKind, PoolClient};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -116,7 +124,7 @@
 //!     .timeout(std::time::Duration::from_secs(2))
 //!     .build()
 //!     .unwrap();
-//! let err = client.status().await.unwrap_err();
+//! let err = client.status(CallOptions::new()).await.unwrap_err();
 //! assert!(matches!(err.kind(), ErrorKind::Connect | ErrorKind::Timeout));
 //! assert_eq!(err.url(), Some("http://127.0.0.1:9/status/connections"));
 //! # }
@@ -124,10 +132,12 @@
 //!
 //! # Dependencies
 //!
-//! reqwest (no default features; rustls with the `ring` provider, no
-//! aws-lc, no OpenSSL), rustls, tokio (`rt`, `sync`, `time`, `macros`),
-//! serde, serde_json, thiserror, bytes and time. No HTTP server, no CLI
-//! parser, no Prometheus crate.
+//! reqwest (no default features; rustls with the `ring` provider given to
+//! it directly, no aws-lc, no OpenSSL), rustls, rustls-platform-verifier
+//! (the platform's roots when no CA file is given), tokio (`rt`, `sync`,
+//! `time`, `macros`, `net`), tracing (warnings about the token file),
+//! serde, serde_json, bytes and time. No HTTP server, no CLI parser, no
+//! Prometheus crate.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -141,12 +151,19 @@ mod scan;
 mod token;
 
 pub use breaker::{CircuitBreaker, CircuitState};
+pub use client::redact_text as redact_url_text;
 pub use client::{
-    redact_url_text, Document, Fetched, PoolClient, PoolClientBuilder, DEFAULT_MAX_BODY_BYTES,
+    CallOptions, Document, Fetched, PoolClient, PoolClientBuilder, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TIMEOUT,
 };
-pub use error::{ConfigError, Error, ErrorKind};
+pub use error::{Error, ErrorKind};
 pub use model::{Connection, ConnectionId, Health, PoolStatus, Timestamp};
 pub use monitor::{HealthState, Monitor, MonitorBuilder, Snapshot, Transition};
 pub use retry::{Jitter, RetryPolicy};
-pub use token::{scrub_secret, Token};
+pub use token::{scrub_secret, Token, TOKEN_FILE_SETTLE};
+
+/// The README's code blocks, compiled as doctests so that the documented
+/// call style cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

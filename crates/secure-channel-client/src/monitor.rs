@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::{Document, Error, Health, PoolClient, PoolStatus};
+use crate::{CallOptions, Document, Error, Health, PoolClient, PoolStatus};
 
 /// The pool's health as the monitor sees it.
 ///
@@ -253,8 +253,8 @@ async fn run(
         let deadline = Instant::now() + timeout;
         let poll = async {
             tokio::join!(
-                client.status_until(deadline),
-                client.fetch(Document::Health, deadline)
+                client.status(CallOptions::new().deadline(deadline)),
+                client.fetch(Document::Health, CallOptions::new().deadline(deadline))
             )
         };
         let (status, health) = tokio::select! {
@@ -303,10 +303,7 @@ fn classify(
         Ok(h) => h,
         Err(e) => {
             let e = if fetched.status() == 503 {
-                Error::Status {
-                    url: fetched.url().to_owned(),
-                    status: 503,
-                }
+                Error::http_status(fetched.url(), 503)
             } else {
                 e
             };

@@ -1,5 +1,5 @@
 //! Differential property tests: on every input, generated pool documents
-//! in every layout DESIGN.md §2 allows, their mutations and arbitrary
+//! in every layout the pool's builds write (docs/pool-behaviour.md), their mutations and arbitrary
 //! bytes, [`decode_status`] gives exactly serde_json's result (the same
 //! value, or an error when serde errs).
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use secure_channel_client::{CircuitBreaker, CircuitState, Error, ErrorKind, PoolClient};
+use secure_channel_client::{CallOptions, CircuitBreaker, CircuitState, ErrorKind, PoolClient};
 
 /// Serves 503 while `down` is set, the documents otherwise.
 async fn switchable(down: Arc<AtomicBool>, delay: Duration) -> FakePool {
@@ -39,92 +39,109 @@ fn with_breaker(url: &str, threshold: u32, cooldown: Duration) -> PoolClient {
 async fn opens_fails_fast_half_opens_and_closes() {
     let down = Arc::new(AtomicBool::new(true));
     let pool = switchable(down.clone(), Duration::ZERO).await;
-    let cooldown = Duration::from_millis(600);
+    // Long enough that the checks of the open state below run within it
+    // even on a busy machine.
+    let cooldown = Duration::from_secs(2);
     let c = with_breaker(&pool.url(), 3, cooldown);
     assert_eq!(
         c.circuit_state(),
         Some(CircuitState::Closed { failures: 0 })
     );
     for _ in 0..3 {
-        assert_eq!(c.status().await.unwrap_err().status(), Some(503));
+        assert_eq!(
+            c.status(CallOptions::new()).await.unwrap_err().status(),
+            Some(503)
+        );
     }
     assert_eq!(pool.count(), 3);
     assert!(matches!(c.circuit_state(), Some(CircuitState::Open { .. })));
 
-    // Open: fails fast without a request, for this client and its clones.
+    // Open: fails fast without a request (the pool's count stays), for
+    // this client and its clones.
     let clone = c.clone();
-    let started = Instant::now();
     for e in [
-        c.status().await.unwrap_err(),
-        clone.metrics_text().await.unwrap_err(),
+        c.status(CallOptions::new()).await.unwrap_err(),
+        clone.metrics_text(CallOptions::new()).await.unwrap_err(),
     ] {
         assert_eq!(e.kind(), ErrorKind::CircuitOpen);
         assert_eq!(e.kind().as_str(), "circuit_open");
-        let Error::CircuitOpen {
-            retry_in, failures, ..
-        } = &e
-        else {
-            panic!()
-        };
-        assert!(*retry_in <= cooldown);
-        assert_eq!(*failures, 3);
+        assert!(e.is_circuit_open());
+        let retry_at = e.retry_at().expect("an open breaker says until when");
+        assert!(retry_at <= std::time::SystemTime::now() + cooldown);
+        assert!(
+            e.to_string().contains("after 3 consecutive failures"),
+            "{e}"
+        );
         assert!(e.to_string().contains("failing fast for another"), "{e}");
         assert!(e.to_string().contains("(until 20"), "{e}");
     }
-    assert!(started.elapsed() < Duration::from_millis(200));
     assert_eq!(pool.count(), 3);
 
     // After the cooldown one probe goes through; it succeeds and closes.
     down.store(false, Ordering::SeqCst);
     tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
     assert_eq!(c.circuit_state(), Some(CircuitState::HalfOpen));
-    c.status().await.unwrap();
+    c.status(CallOptions::new()).await.unwrap();
     assert_eq!(pool.count(), 4);
     assert_eq!(
         c.circuit_state(),
         Some(CircuitState::Closed { failures: 0 })
     );
-    clone.health().await.unwrap();
+    clone.health(CallOptions::new()).await.unwrap();
 }
 
 #[tokio::test]
 async fn a_failed_probe_opens_again() {
     let down = Arc::new(AtomicBool::new(true));
     let pool = switchable(down, Duration::ZERO).await;
-    let cooldown = Duration::from_millis(400);
+    let cooldown = Duration::from_secs(2);
     let c = with_breaker(&pool.url(), 2, cooldown);
     for _ in 0..2 {
-        c.status().await.unwrap_err();
+        c.status(CallOptions::new()).await.unwrap_err();
     }
-    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+    assert_eq!(
+        c.status(CallOptions::new()).await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
     tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
-    assert_eq!(c.status().await.unwrap_err().status(), Some(503));
+    assert_eq!(
+        c.status(CallOptions::new()).await.unwrap_err().status(),
+        Some(503)
+    );
     assert_eq!(pool.count(), 3);
-    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+    assert_eq!(
+        c.status(CallOptions::new()).await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
     assert_eq!(pool.count(), 3);
 }
 
 #[tokio::test]
 async fn only_one_probe_at_a_time() {
     let down = Arc::new(AtomicBool::new(true));
-    let pool = switchable(down.clone(), Duration::from_millis(300)).await;
+    // The probe is held 2 s by the pool: the concurrent call below comes
+    // while it is out, even on a busy machine.
+    let pool = switchable(down.clone(), Duration::from_secs(2)).await;
     let cooldown = Duration::from_millis(300);
     let c = with_breaker(&pool.url(), 1, cooldown);
-    c.status().await.unwrap_err();
+    c.status(CallOptions::new()).await.unwrap_err();
     down.store(false, Ordering::SeqCst);
     tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
     let probe = {
         let c = c.clone();
-        tokio::spawn(async move { c.status().await })
+        tokio::spawn(async move { c.status(CallOptions::new()).await })
     };
     // Wait until the probe reached the server, then try concurrently.
     let waited = Instant::now();
     while pool.count() < 2 && waited.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+    assert_eq!(
+        c.status(CallOptions::new()).await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
     probe.await.unwrap().unwrap();
-    c.status().await.unwrap();
+    c.status(CallOptions::new()).await.unwrap();
     assert_eq!(pool.count(), 3);
 }
 
@@ -140,10 +157,13 @@ async fn answers_are_not_failures() {
     let c = with_breaker(&pool.url(), 1, Duration::from_secs(60));
     for _ in 0..3 {
         assert_eq!(
-            c.status().await.unwrap_err().kind(),
+            c.status(CallOptions::new()).await.unwrap_err().kind(),
             ErrorKind::Unauthorized
         );
-        assert_eq!(c.health().await.unwrap().is_healthy(), Some(false));
+        assert_eq!(
+            c.health(CallOptions::new()).await.unwrap().is_healthy(),
+            Some(false)
+        );
     }
     assert_eq!(
         c.circuit_state(),
@@ -159,10 +179,16 @@ async fn connect_failures_open_it() {
         l.local_addr().unwrap()
     };
     let c = with_breaker(&format!("http://{addr}"), 2, Duration::from_secs(60));
-    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::Connect);
-    assert_eq!(c.health().await.unwrap_err().kind(), ErrorKind::Connect);
     assert_eq!(
-        c.metrics_text().await.unwrap_err().kind(),
+        c.status(CallOptions::new()).await.unwrap_err().kind(),
+        ErrorKind::Connect
+    );
+    assert_eq!(
+        c.health(CallOptions::new()).await.unwrap_err().kind(),
+        ErrorKind::Connect
+    );
+    assert_eq!(
+        c.metrics_text(CallOptions::new()).await.unwrap_err().kind(),
         ErrorKind::CircuitOpen
     );
 }
@@ -181,8 +207,82 @@ async fn retries_stop_when_the_breaker_opens() {
         .build()
         .unwrap();
     // Two attempts open the breaker; the call returns the last real error.
-    let e = c.status().await.unwrap_err();
+    let e = c.status(CallOptions::new()).await.unwrap_err();
     assert_eq!(e.status(), Some(503));
     assert_eq!(pool.count(), 2);
-    assert_eq!(c.status().await.unwrap_err().kind(), ErrorKind::CircuitOpen);
+    assert_eq!(
+        c.status(CallOptions::new()).await.unwrap_err().kind(),
+        ErrorKind::CircuitOpen
+    );
+}
+
+/// Issue 18, item 10: a caller's own short deadline says nothing about the
+/// pool. Three calls cut off by a short deadline leave the breaker closed
+/// for every clone; ten calls with an expired deadline never reach the pool.
+#[tokio::test]
+async fn caller_deadlines_are_not_pool_failures() {
+    // The first three requests are answered far too late, the rest at once.
+    let ok = pool_routes(None, STATUS_SYSTEMTIME, (200, HEALTH_HEALTHY));
+    let pool = FakePool::start(move |req, i| {
+        let r = ok(req, i);
+        if i < 3 {
+            r.delayed(Duration::from_secs(30))
+        } else {
+            r
+        }
+    })
+    .await;
+    let c = with_breaker(&pool.url(), 3, Duration::from_secs(60));
+    let clone = c.clone();
+    for _ in 0..3 {
+        let e = c
+            .status(CallOptions::new().timeout(Duration::from_millis(50)))
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+    }
+    assert_eq!(
+        c.circuit_state(),
+        Some(CircuitState::Closed { failures: 0 })
+    );
+    for _ in 0..10 {
+        let expired = tokio::time::Instant::now() - Duration::from_millis(1);
+        let e = clone
+            .status(CallOptions::new().deadline(expired))
+            .await
+            .unwrap_err();
+        assert!(e.is_timeout(), "{e:?}");
+        assert!(e.to_string().contains("had passed before the call"), "{e}");
+    }
+    assert_eq!(pool.count(), 3, "an expired deadline reached the pool");
+    assert_eq!(
+        clone.circuit_state(),
+        Some(CircuitState::Closed { failures: 0 })
+    );
+    clone.status(CallOptions::new()).await.unwrap();
+}
+
+/// The client's own timeout is the pool's failure to answer in the time
+/// the operator allowed: that counts.
+#[tokio::test]
+async fn the_clients_own_timeout_counts() {
+    let pool = FakePool::start(|_, _| {
+        Reply::json(200, STATUS_SYSTEMTIME).delayed(Duration::from_secs(30))
+    })
+    .await;
+    let c = PoolClient::builder()
+        .base_url(pool.url())
+        .timeout(Duration::from_millis(100))
+        .circuit_breaker(CircuitBreaker::new(2, Duration::from_secs(60)))
+        .build()
+        .unwrap();
+    for _ in 0..2 {
+        assert!(c.status(CallOptions::new()).await.unwrap_err().is_timeout());
+    }
+    assert!(c
+        .status(CallOptions::new())
+        .await
+        .unwrap_err()
+        .is_circuit_open());
+    assert_eq!(pool.count(), 2);
 }

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use secure_channel_client::{ErrorKind, Jitter, PoolClient, RetryPolicy};
+use secure_channel_client::{CallOptions, ErrorKind, Jitter, PoolClient, RetryPolicy};
 
 fn retrying(url: &str, policy: RetryPolicy) -> PoolClient {
     PoolClient::builder()
@@ -39,7 +39,10 @@ async fn recovers_from_503_502_504_and_resets() {
         let pool = FakePool::start(flaky(3, fail.clone())).await;
         for jitter in [Jitter::Full] {
             let c = retrying(&pool.url(), quick(5).jitter(jitter));
-            let s = c.status().await.unwrap_or_else(|e| panic!("{fail:?}: {e}"));
+            let s = c
+                .status(CallOptions::new())
+                .await
+                .unwrap_or_else(|e| panic!("{fail:?}: {e}"));
             assert_eq!(s.connections.len(), 2);
         }
         assert_eq!(pool.count(), 4, "{fail:?}");
@@ -48,7 +51,7 @@ async fn recovers_from_503_502_504_and_resets() {
     for jitter in [Jitter::Decorrelated, Jitter::None] {
         let pool = FakePool::start(flaky(2, Reply::empty(503))).await;
         retrying(&pool.url(), quick(3).jitter(jitter))
-            .metrics_text()
+            .metrics_text(CallOptions::new())
             .await
             .unwrap();
         assert_eq!(pool.count(), 3);
@@ -58,7 +61,10 @@ async fn recovers_from_503_502_504_and_resets() {
 #[tokio::test]
 async fn gives_up_after_max_attempts_with_the_last_error() {
     let pool = FakePool::start(flaky(100, Reply::empty(502))).await;
-    let e = retrying(&pool.url(), quick(3)).status().await.unwrap_err();
+    let e = retrying(&pool.url(), quick(3))
+        .status(CallOptions::new())
+        .await
+        .unwrap_err();
     assert_eq!((e.kind(), e.status()), (ErrorKind::Status, Some(502)));
     assert_eq!(pool.count(), 3);
 }
@@ -67,7 +73,10 @@ async fn gives_up_after_max_attempts_with_the_last_error() {
 async fn off_by_default() {
     let pool = FakePool::start(flaky(1, Reply::empty(503))).await;
     let c = PoolClient::builder().base_url(pool.url()).build().unwrap();
-    assert_eq!(c.status().await.unwrap_err().status(), Some(503));
+    assert_eq!(
+        c.status(CallOptions::new()).await.unwrap_err().status(),
+        Some(503)
+    );
     assert_eq!(pool.count(), 1);
 }
 
@@ -85,17 +94,26 @@ async fn never_retries_unauthorized_decode_other_statuses_or_health_503() {
     ];
     for (reply, kind) in cases {
         let pool = FakePool::start(flaky(100, reply.clone())).await;
-        let e = retrying(&pool.url(), quick(5)).status().await.unwrap_err();
+        let e = retrying(&pool.url(), quick(5))
+            .status(CallOptions::new())
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), kind, "{reply:?}");
         assert_eq!(pool.count(), 1, "{reply:?} was retried");
     }
     // A 503 from /healthz is the pool's health answer: returned, not retried.
     let pool = FakePool::start(flaky(100, Reply::json(503, HEALTH_UNHEALTHY))).await;
-    let h = retrying(&pool.url(), quick(5)).health().await.unwrap();
+    let h = retrying(&pool.url(), quick(5))
+        .health(CallOptions::new())
+        .await
+        .unwrap();
     assert_eq!(h.is_healthy(), Some(false));
     assert_eq!(pool.count(), 1);
     let pool = FakePool::start(flaky(100, Reply::empty(503))).await;
-    let e = retrying(&pool.url(), quick(5)).health().await.unwrap_err();
+    let e = retrying(&pool.url(), quick(5))
+        .health(CallOptions::new())
+        .await
+        .unwrap_err();
     assert_eq!(e.status(), Some(503));
     assert_eq!(pool.count(), 1);
 }
@@ -112,7 +130,7 @@ async fn retries_stay_within_the_deadline() {
     let budget = Duration::from_millis(800);
     let started = Instant::now();
     let e = c
-        .status_until(tokio::time::Instant::now() + budget)
+        .status(CallOptions::new().deadline(tokio::time::Instant::now() + budget))
         .await
         .unwrap_err();
     let elapsed = started.elapsed();
@@ -122,10 +140,9 @@ async fn retries_stay_within_the_deadline() {
         e.status() == Some(503) || e.kind() == secure_channel_client::ErrorKind::Timeout,
         "{e}"
     );
-    assert!(
-        elapsed <= budget + Duration::from_millis(500),
-        "{elapsed:?}"
-    );
+    // A thousand attempts would take minutes; stopping at the deadline
+    // takes the budget. Ten budgets is room for a busy machine.
+    assert!(elapsed < budget * 10, "{elapsed:?}");
     assert!(pool.count() >= 2, "{}", pool.count());
 }
 
@@ -135,18 +152,20 @@ async fn a_backoff_past_the_deadline_returns_the_last_error_at_once() {
     let c = retrying(
         &pool.url(),
         RetryPolicy::new(5)
-            .base_backoff(Duration::from_secs(5))
-            .max_backoff(Duration::from_secs(5))
+            .base_backoff(Duration::from_secs(60))
+            .max_backoff(Duration::from_secs(60))
             .jitter(Jitter::None),
     );
+    // A backoff of a minute against a deadline in 20 s: waiting for
+    // either would take 20 s or more; at once is one prompt 503.
     let started = Instant::now();
     let e = c
-        .status_until(tokio::time::Instant::now() + Duration::from_secs(2))
+        .status(CallOptions::new().deadline(tokio::time::Instant::now() + Duration::from_secs(20)))
         .await
         .unwrap_err();
     assert_eq!(e.status(), Some(503));
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
@@ -170,32 +189,29 @@ async fn attempt_timeout_leaves_room_for_another_attempt() {
         &pool.url(),
         quick(3).attempt_timeout(Some(Duration::from_millis(300))),
     );
-    let started = Instant::now();
     let s = c
-        .status_until(tokio::time::Instant::now() + Duration::from_secs(10))
+        .status(CallOptions::new().deadline(tokio::time::Instant::now() + Duration::from_secs(10)))
         .await
         .unwrap();
+    // Answered (so within the 10 s deadline) by the second attempt: the
+    // first was let go of at its attempt timeout.
     assert_eq!(s.connections.len(), 2);
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(pool.count(), 2);
 
     // Always slow: a timeout, within the deadline.
     let slow = FakePool::start(|_, _| Reply::empty(200).delayed(Duration::from_secs(30))).await;
     let c = retrying(
         &slow.url(),
-        quick(10).attempt_timeout(Some(Duration::from_millis(200))),
+        quick(100).attempt_timeout(Some(Duration::from_millis(200))),
     );
+    // A hundred attempts of 200 ms would take 20 s or more.
     let budget = Duration::from_millis(900);
     let started = Instant::now();
     let e = c
-        .status_until(tokio::time::Instant::now() + budget)
+        .status(CallOptions::new().deadline(tokio::time::Instant::now() + budget))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
-    assert!(
-        started.elapsed() <= budget + Duration::from_millis(500),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < budget * 10, "{:?}", started.elapsed());
     assert!(slow.count() >= 2);
 }

@@ -1,0 +1,2 @@
+// grafanaDashboards: file name -> dashboard.
+(import 'secure-channel-pool.libsonnet')
