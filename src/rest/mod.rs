@@ -241,19 +241,34 @@ impl Api {
             _ => {}
         }
         let views = self.recent(endpoint.documents()).await;
-        let (code, body) = match endpoint {
-            Endpoint::Status => (StatusCode::OK, views::status(&views)?),
-            Endpoint::Health => views::health(&views)?,
-            Endpoint::Connections => (
-                StatusCode::OK,
-                views::connections(&views, &query.unwrap_or_default())?,
-            ),
-            Endpoint::Connection => (
-                StatusCode::OK,
-                views::connection(&views, &connection_id(id.unwrap_or_default())?)?,
-            ),
-            Endpoint::Stats => (StatusCode::OK, views::stats(&views)?),
-            Endpoint::ServiceStatus => views::service_status(&views, self.started.elapsed()),
+        Ok(match endpoint {
+            Endpoint::Status => {
+                let view = views::status(&views)?;
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::Health => {
+                let view = views::health(&views)?;
+                json_answer(view.code(), &view, Some(&view.freshness))
+            }
+            Endpoint::Connections => {
+                let served = views.status()?;
+                let view = views::connections(&views, &served, &query.unwrap_or_default());
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::Connection => {
+                let served = views.status()?;
+                let id = connection_id(id.unwrap_or_default())?;
+                let view = views::connection(&views, &served, &id)?;
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::Stats => {
+                let view = views::stats(&views)?;
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::ServiceStatus => {
+                let view = views::service_status(&views, self.started.elapsed());
+                json_answer(view.code(), &view, None)
+            }
             Endpoint::Metrics => {
                 let served = views.metrics()?;
                 // The one kept copy, shared (a reference count, not a copy
@@ -269,19 +284,27 @@ impl Api {
                     "x-snapshot-stale",
                     HeaderValue::from_static(if served.stale { "true" } else { "false" }),
                 );
-                return Ok(resp);
+                resp
             }
             Endpoint::OpenApi | Endpoint::NotFound => unreachable!("answered above"),
-        };
-        let mut text = serde_json::to_vec(&body).unwrap_or_default();
-        text.push(b'\n');
-        let mut resp = respond(code, JSON, text);
-        if let Some(age) = age_of(endpoint, &views) {
-            resp.headers_mut()
-                .insert(AGE, HeaderValue::from(age.as_secs()));
-        }
-        Ok(resp)
+        })
     }
+}
+
+/// A typed view as JSON, with the `Age` of the document it is made from.
+fn json_answer(
+    code: StatusCode,
+    view: &impl serde::Serialize,
+    freshness: Option<&views::Freshness>,
+) -> Response<Body> {
+    let mut text = serde_json::to_vec(view).unwrap_or_default();
+    text.push(b'\n');
+    let mut resp = respond(code, JSON, text);
+    if let Some(f) = freshness {
+        resp.headers_mut()
+            .insert(AGE, HeaderValue::from(f.age_seconds.max(0.0) as u64));
+    }
+    resp
 }
 
 /// The id of `/connections/{id}` as the pool lists it: the path segment
@@ -295,19 +318,6 @@ fn connection_id(raw: &str) -> Result<String, ApiError> {
         .decode_utf8()
         .map(std::borrow::Cow::into_owned)
         .map_err(|_| ApiError::ConnectionNotFound { id: raw.to_owned() })
-}
-
-/// The `Age` of an answer: that of the document it is made from (the
-/// health document for the health view, the status document for the
-/// others); none for the service status, which is made now.
-fn age_of(endpoint: Endpoint, views: &Recent) -> Option<Duration> {
-    match endpoint {
-        Endpoint::Health => views.health().ok().map(|s| s.age()),
-        Endpoint::Status | Endpoint::Connections | Endpoint::Connection | Endpoint::Stats => {
-            views.status().ok().map(|s| s.age())
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]

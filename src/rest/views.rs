@@ -8,8 +8,10 @@ use std::cmp::Ordering;
 use std::time::{Duration, SystemTime};
 
 use hyper::StatusCode;
-use secure_channel_client::{Connection, Health, Timestamp};
-use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+use secure_channel_client::{Connection, Health, PoolStatus, Timestamp};
+use serde::Serialize;
 
 use super::error::ApiError;
 use super::query::{ConnectionsQuery, Order, SortKey};
@@ -37,59 +39,85 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0 + 0.0
 }
 
-/// A number as JSON: whole numbers without a fraction (as the pool
-/// writes them), others to three decimals.
-fn number(v: f64) -> Value {
-    let v = round3(v);
-    if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        json!(v as i64)
-    } else {
-        json!(v)
+/// A number as the API writes it: whole numbers without a fraction (as
+/// the pool writes them), others to three decimals.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Num(pub f64);
+
+impl Serialize for Num {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = round3(self.0);
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            s.serialize_i64(v as i64)
+        } else {
+            s.serialize_f64(v)
+        }
     }
+}
+
+/// Why a field of an answer is `null`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UnknownField {
+    pub field: String,
+    pub reason: String,
 }
 
 /// Collects the reasons for the `null`s of one answer.
 #[derive(Default)]
-struct Unknown(Vec<Value>);
+struct Unknown(Vec<UnknownField>);
 
 impl Unknown {
-    fn number(&mut self, field: &str, value: Option<f64>, reason: &str) -> Value {
+    fn number(&mut self, field: &str, value: Option<f64>, reason: &str) -> Option<Num> {
         match value.filter(|v| v.is_finite()) {
-            Some(v) => number(v),
+            Some(v) => Some(Num(v)),
             None => self.null(field, reason),
         }
     }
 
-    fn null(&mut self, field: &str, reason: &str) -> Value {
-        self.0.push(json!({"field": field, "reason": reason}));
-        Value::Null
+    fn null<T>(&mut self, field: &str, reason: &str) -> Option<T> {
+        self.0.push(UnknownField {
+            field: field.to_owned(),
+            reason: reason.to_owned(),
+        });
+        None
     }
+}
 
-    fn into_value(self) -> Value {
-        Value::Array(self.0)
-    }
+/// Why a copy is stale, or an error in place of a document.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotError {
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 /// `fetched_at`, `age_seconds`, `stale`, `source` and `error` of an answer.
-fn freshness<T>(served: &Served<T>, source: &str, out: &mut Map<String, Value>) {
-    out.insert("fetched_at".into(), json!(rfc3339(served.fetched.wall)));
-    out.insert(
-        "age_seconds".into(),
-        json!(round3(served.age().as_secs_f64())),
-    );
-    out.insert("stale".into(), json!(served.stale));
-    out.insert("source".into(), json!(source));
-    let error = served.failure.as_ref().map(|f| {
-        let e = ApiError::from_pool(f);
-        json!({"code": e.code(), "message": e.to_string(), "at": rfc3339(f.at)})
-    });
-    out.insert("error".into(), error.unwrap_or(Value::Null));
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Freshness {
+    pub fetched_at: String,
+    pub age_seconds: f64,
+    pub stale: bool,
+    pub source: String,
+    pub error: Option<SnapshotError>,
 }
 
-fn object(v: Value) -> Map<String, Value> {
-    match v {
-        Value::Object(m) => m,
-        _ => Map::new(),
+impl Freshness {
+    fn of<T>(served: &Served<T>, source: &str) -> Self {
+        Self {
+            fetched_at: rfc3339(served.fetched.wall),
+            age_seconds: round3(served.age().as_secs_f64()),
+            stale: served.stale,
+            source: source.to_owned(),
+            error: served.failure.as_ref().map(|f| {
+                let e = ApiError::from_pool(f);
+                SnapshotError {
+                    code: e.code(),
+                    message: e.to_string(),
+                    at: Some(rfc3339(f.at)),
+                }
+            }),
+        }
     }
 }
 
@@ -98,25 +126,42 @@ fn object(v: Value) -> Map<String, Value> {
 /// `--collector.max-connections` applies to the API as to a scrape: at
 /// most that many connections (the worst) are kept, and an answer that
 /// lists connections says how many the pool listed and how many it omits.
-fn cap(doc: &StatusDoc, out: &mut Map<String, Value>) {
-    out.insert("connections_listed".into(), json!(doc.listed));
-    out.insert("connections_omitted".into(), json!(doc.omitted));
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    #[serde(flatten)]
+    pub status: Arc<PoolStatus>,
+    pub connections_listed: usize,
+    pub connections_omitted: usize,
+    #[serde(flatten)]
+    pub freshness: Freshness,
 }
 
-pub fn status(views: &Views) -> Result<Value, ApiError> {
+pub fn status(views: &Views) -> Result<StatusView, ApiError> {
     let served = views.status()?;
-    let mut out = object(serde_json::to_value(&*served.value.status).unwrap_or_default());
-    cap(&served.value, &mut out);
-    freshness(&served, &views.source, &mut out);
-    Ok(Value::Object(out))
+    Ok(StatusView {
+        status: served.value.status.clone(),
+        connections_listed: served.value.listed,
+        connections_omitted: served.value.omitted,
+        freshness: Freshness::of(&served, &views.source),
+    })
 }
 
-pub fn connection_item(c: &Connection) -> Value {
-    let mut out = object(serde_json::to_value(c).unwrap_or_default());
-    let (healthy, basis) = connection_healthy(c);
-    out.insert("healthy".into(), json!(healthy));
-    out.insert("healthy_basis".into(), json!(basis));
-    Value::Object(out)
+/// One connection with the exporter's reading of its health.
+#[derive(Debug, Serialize)]
+pub struct ConnectionItem<'a> {
+    #[serde(flatten)]
+    pub connection: &'a Connection,
+    pub healthy: bool,
+    pub healthy_basis: &'static str,
+}
+
+pub fn connection_item(c: &Connection) -> ConnectionItem<'_> {
+    let (healthy, healthy_basis) = connection_healthy(c);
+    ConnectionItem {
+        connection: c,
+        healthy,
+        healthy_basis,
+    }
 }
 
 fn compare(a: &Connection, b: &Connection, key: SortKey) -> Ordering {
@@ -154,31 +199,58 @@ pub fn select<'a>(status: &'a StatusDoc, query: &ConnectionsQuery) -> Vec<&'a Co
     items
 }
 
-/// `/api/v1/secure-channel/connections`.
-pub fn connections(views: &Views, query: &ConnectionsQuery) -> Result<Value, ApiError> {
-    let served = views.status()?;
+/// `/api/v1/secure-channel/connections`: a page of the kept connections.
+#[derive(Debug, Serialize)]
+pub struct ConnectionList<'a> {
+    pub items: Vec<ConnectionItem<'a>>,
+    pub total: usize,
+    pub limit: usize,
+    pub offset: usize,
+    pub sort: &'static str,
+    pub order: &'static str,
+    pub connections_listed: usize,
+    pub connections_omitted: usize,
+    #[serde(flatten)]
+    pub freshness: Freshness,
+}
+
+pub fn connections<'a>(
+    views: &Views,
+    served: &'a Served<StatusDoc>,
+    query: &ConnectionsQuery,
+) -> ConnectionList<'a> {
     let selected = select(&served.value, query);
-    let items: Vec<Value> = selected
-        .iter()
-        .skip(query.offset)
-        .take(query.limit)
-        .map(|c| connection_item(c))
-        .collect();
-    let mut out = Map::new();
-    out.insert("items".into(), Value::Array(items));
-    out.insert("total".into(), json!(selected.len()));
-    out.insert("limit".into(), json!(query.limit));
-    out.insert("offset".into(), json!(query.offset));
-    out.insert("sort".into(), json!(query.sort.as_str()));
-    out.insert("order".into(), json!(query.order.as_str()));
-    cap(&served.value, &mut out);
-    freshness(&served, &views.source, &mut out);
-    Ok(Value::Object(out))
+    ConnectionList {
+        total: selected.len(),
+        items: selected
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit)
+            .map(connection_item)
+            .collect(),
+        limit: query.limit,
+        offset: query.offset,
+        sort: query.sort.as_str(),
+        order: query.order.as_str(),
+        connections_listed: served.value.listed,
+        connections_omitted: served.value.omitted,
+        freshness: Freshness::of(served, &views.source),
+    }
 }
 
 /// `/api/v1/secure-channel/connections/{id}`.
-pub fn connection(views: &Views, id: &str) -> Result<Value, ApiError> {
-    let served = views.status()?;
+#[derive(Debug, Serialize)]
+pub struct ConnectionOne<'a> {
+    pub connection: ConnectionItem<'a>,
+    #[serde(flatten)]
+    pub freshness: Freshness,
+}
+
+pub fn connection<'a>(
+    views: &Views,
+    served: &'a Served<StatusDoc>,
+    id: &str,
+) -> Result<ConnectionOne<'a>, ApiError> {
     let found = served
         .value
         .status
@@ -186,10 +258,10 @@ pub fn connection(views: &Views, id: &str) -> Result<Value, ApiError> {
         .iter()
         .find(|c| c.connection_id.as_str() == id)
         .ok_or_else(|| ApiError::ConnectionNotFound { id: id.to_owned() })?;
-    let mut out = Map::new();
-    out.insert("connection".into(), connection_item(found));
-    freshness(&served, &views.source, &mut out);
-    Ok(Value::Object(out))
+    Ok(ConnectionOne {
+        connection: connection_item(found),
+        freshness: Freshness::of(served, &views.source),
+    })
 }
 
 /// What the exporter concludes about the pool, beyond its own health word.
@@ -245,46 +317,65 @@ impl Assessment {
 }
 
 /// The exporter's view next to the pool's health word.
-fn exporter_view(healthy: bool, views: &Views) -> Value {
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExporterView {
+    pub pool_api_reachable: bool,
+    pub assessment: &'static str,
+    pub explanation: &'static str,
+    pub listed_connections: Option<usize>,
+    pub operations_per_second: Option<Num>,
+    pub open_failures_total: Option<Num>,
+    pub open_failures_per_second: Option<Num>,
+    pub window_seconds: Option<f64>,
+}
+
+fn exporter_view(healthy: bool, views: &Views) -> ExporterView {
     let assessment = Assessment::of(healthy, views);
     let r = &views.rates;
     let native = views.metrics().ok();
-    let listed = views.status().ok().map(|s| s.value.listed);
-    json!({
-        "pool_api_reachable": true,
-        "assessment": assessment.as_str(),
-        "explanation": assessment.explanation(),
-        "listed_connections": listed,
-        "operations_per_second": r.observations_per_second.map(number),
-        "open_failures_total": native.and_then(|n| n.value.summary.open_failures).map(number),
-        "open_failures_per_second": r.open_failures_per_second.map(number),
-        "window_seconds": r.native_span.map(|d| round3(d.as_secs_f64())),
-    })
+    ExporterView {
+        pool_api_reachable: true,
+        assessment: assessment.as_str(),
+        explanation: assessment.explanation(),
+        listed_connections: views.status().ok().map(|s| s.value.listed),
+        operations_per_second: r.observations_per_second.map(Num),
+        open_failures_total: native.and_then(|n| n.value.summary.open_failures).map(Num),
+        open_failures_per_second: r.open_failures_per_second.map(Num),
+        window_seconds: r.native_span.map(|d| round3(d.as_secs_f64())),
+    }
 }
 
 /// `/api/v1/secure-channel/health`: 200 healthy, 503 unhealthy (the
 /// pool's word), with the exporter's view telling a busy pool from a
 /// stuck one; errors (502/504) when the pool cannot be asked.
-pub fn health(views: &Views) -> Result<(StatusCode, Value), ApiError> {
+#[derive(Debug, Serialize)]
+pub struct HealthView {
+    pub status: &'static str,
+    pub pool: Arc<Health>,
+    pub exporter_view: ExporterView,
+    #[serde(flatten)]
+    pub freshness: Freshness,
+}
+
+impl HealthView {
+    pub fn code(&self) -> StatusCode {
+        if self.status == "healthy" {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+}
+
+pub fn health(views: &Views) -> Result<HealthView, ApiError> {
     let served = views.health()?;
     let healthy = served.value.is_healthy().unwrap_or(false);
-    let mut out = Map::new();
-    out.insert(
-        "status".into(),
-        json!(if healthy { "healthy" } else { "unhealthy" }),
-    );
-    out.insert(
-        "pool".into(),
-        serde_json::to_value(&*served.value).unwrap_or_default(),
-    );
-    out.insert("exporter_view".into(), exporter_view(healthy, views));
-    freshness(&served, &views.source, &mut out);
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    Ok((code, Value::Object(out)))
+    Ok(HealthView {
+        status: if healthy { "healthy" } else { "unhealthy" },
+        pool: served.value.clone(),
+        exporter_view: exporter_view(healthy, views),
+        freshness: Freshness::of(&served, &views.source),
+    })
 }
 
 /// Nearest-rank-free linear quantile of sorted values.
@@ -297,16 +388,100 @@ fn quantile_sorted(sorted: &[f64], q: f64) -> Option<f64> {
     Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
 }
 
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionCounts {
+    pub listed: usize,
+    pub healthy: usize,
+    pub in_use: Option<Num>,
+}
+
+/// Errors or reconnects: summed over the listed connections, and seen
+/// (the history `/metrics` exports as `*_seen_total`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeenCounts {
+    pub listed_total: Num,
+    pub seen_total: Option<Num>,
+    pub seen_per_second: Option<Num>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct P95Spread {
+    pub connections_with_samples: usize,
+    pub min: Option<Num>,
+    pub median: Option<Num>,
+    pub p90: Option<Num>,
+    pub max: Option<Num>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionAges {
+    pub basis: &'static str,
+    pub oldest: Option<Num>,
+    pub newest: Option<Num>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatencyQuantiles {
+    pub p50: Option<Num>,
+    pub p95: Option<Num>,
+    pub p99: Option<Num>,
+}
+
+/// What the pool's native exposition says.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NativeStats {
+    pub operations_per_second: Option<Num>,
+    pub observations_total: Option<Num>,
+    pub open_failures_total: Option<Num>,
+    pub open_failures_per_second: Option<Num>,
+    pub mean_latency_ms: Option<Num>,
+    pub latency_ms: LatencyQuantiles,
+    pub latency_basis: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Windows {
+    pub limit: u64,
+    pub status: Option<f64>,
+    pub native: Option<f64>,
+}
+
 /// `/api/v1/secure-channel/stats`.
-pub fn stats(views: &Views) -> Result<Value, ApiError> {
+#[derive(Debug, Serialize)]
+pub struct StatsView {
+    pub endpoint: String,
+    pub connections: ConnectionCounts,
+    pub errors: SeenCounts,
+    pub reconnects: SeenCounts,
+    pub p95_latency_ms: P95Spread,
+    pub connection_age_seconds: ConnectionAges,
+    pub native: NativeStats,
+    pub circuit_breaker_open: Option<bool>,
+    pub returns_connections: bool,
+    pub window_seconds: Windows,
+    pub unknown: Vec<UnknownField>,
+    #[serde(flatten)]
+    pub freshness: Freshness,
+}
+
+impl StatsView {
+    /// Why `field` is null, when it is.
+    pub fn unknown_reason(&self, field: &str) -> Option<&str> {
+        self.unknown
+            .iter()
+            .find(|u| u.field == field)
+            .map(|u| u.reason.as_str())
+    }
+}
+
+const RATE_WINDOW: &str = "needs two status documents at least 1 s apart within the window";
+
+pub fn stats(views: &Views) -> Result<StatsView, ApiError> {
     let served = views.status()?;
-    let status = &*served.value.status;
     let summary = &served.value.summary;
     let native = views.metrics();
     let r = &views.rates;
     let mut unknown = Unknown::default();
-    let listed = served.value.listed;
-    let healthy = summary.healthy;
     let visible = summary.shows_use;
 
     let in_use = unknown.null("connections.in_use", IN_USE_UNKNOWN);
@@ -314,7 +489,7 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         unknown.number(
             "errors.seen_per_second",
             r.errors_seen_per_second,
-            "needs two status documents at least 1 s apart within the window",
+            RATE_WINDOW,
         )
     } else {
         unknown.null("errors.seen_per_second", ERRORS_INVISIBLE)
@@ -322,9 +497,8 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
     let reconnects_rate = unknown.number(
         "reconnects.seen_per_second",
         r.reconnects_seen_per_second,
-        "needs two status documents at least 1 s apart within the window",
+        RATE_WINDOW,
     );
-
     // The history `/metrics` exports as `*_seen_total`: one history, so the
     // two always agree.
     let derived = views.derived.as_ref();
@@ -339,17 +513,24 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         derived.map(|d| d.reconnects_seen),
         no_history,
     );
+
     let p95s = &summary.p95_samples;
     let no_samples = "no listed connection has latency samples (the pool reports p95 0 for a connection never used, which is every connection the published pool lists)";
-    let mut p95 = Map::new();
-    p95.insert("connections_with_samples".into(), json!(p95s.len()));
-    for (name, q) in [("min", 0.0), ("median", 0.5), ("p90", 0.9), ("max", 1.0)] {
-        let v = quantile_sorted(p95s, q);
-        p95.insert(
-            name.into(),
-            unknown.number(&format!("p95_latency_ms.{name}"), v, no_samples),
-        );
-    }
+    let mut spread =
+        [("min", 0.0), ("median", 0.5), ("p90", 0.9), ("max", 1.0)].map(|(name, q)| {
+            unknown.number(
+                &format!("p95_latency_ms.{name}"),
+                quantile_sorted(p95s, q),
+                no_samples,
+            )
+        });
+    let p95_latency_ms = P95Spread {
+        connections_with_samples: p95s.len(),
+        min: spread[0].take(),
+        median: spread[1].take(),
+        p90: spread[2].take(),
+        max: spread[3].take(),
+    };
 
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -357,71 +538,93 @@ pub fn stats(views: &Views) -> Result<Value, ApiError> {
         .as_secs_f64();
     let age_of = |t: f64| (now - t).max(0.0);
     let no_conn = "no connection is listed, or none reports last_activity";
-    let oldest = summary.oldest_activity.map(age_of);
-    let newest = summary.newest_activity.map(age_of);
-    let age = json!({
-        "basis": "last_activity",
-        "oldest": unknown.number("connection_age_seconds.oldest", oldest, no_conn),
-        "newest": unknown.number("connection_age_seconds.newest", newest, no_conn),
-    });
+    let connection_age_seconds = ConnectionAges {
+        basis: "last_activity",
+        oldest: unknown.number(
+            "connection_age_seconds.oldest",
+            summary.oldest_activity.map(age_of),
+            no_conn,
+        ),
+        newest: unknown.number(
+            "connection_age_seconds.newest",
+            summary.newest_activity.map(age_of),
+            no_conn,
+        ),
+    };
 
-    let native_value = match &native {
+    let native_stats = match &native {
         Ok(n) => native_stats(&n.value.summary, views, &mut unknown),
         Err(e) => {
             let reason = format!("the pool's native metrics could not be fetched: {e}");
-            json!({
-                "operations_per_second": unknown.null("native.operations_per_second", &reason),
-                "observations_total": unknown.null("native.observations_total", &reason),
-                "open_failures_total": unknown.null("native.open_failures_total", &reason),
-                "open_failures_per_second": unknown.null("native.open_failures_per_second", &reason),
-                "mean_latency_ms": unknown.null("native.mean_latency_ms", &reason),
-                "latency_ms": {
-                    "p50": unknown.null("native.latency_ms.p50", &reason),
-                    "p95": unknown.null("native.latency_ms.p95", &reason),
-                    "p99": unknown.null("native.latency_ms.p99", &reason),
+            let mut null = |field: &str| unknown.null::<Num>(&format!("native.{field}"), &reason);
+            NativeStats {
+                operations_per_second: null("operations_per_second"),
+                observations_total: null("observations_total"),
+                open_failures_total: null("open_failures_total"),
+                open_failures_per_second: null("open_failures_per_second"),
+                mean_latency_ms: null("mean_latency_ms"),
+                latency_ms: LatencyQuantiles {
+                    p50: null("latency_ms.p50"),
+                    p95: null("latency_ms.p95"),
+                    p99: null("latency_ms.p99"),
                 },
-                "latency_basis": Value::Null,
-            })
+                latency_basis: None,
+            }
         }
     };
-    let breaker = unknown.null("circuit_breaker_open", BREAKER_UNKNOWN);
+    let circuit_breaker_open = unknown.null("circuit_breaker_open", BREAKER_UNKNOWN);
 
-    let mut out = Map::new();
-    out.insert("endpoint".into(), json!(status.endpoint));
-    out.insert(
-        "connections".into(),
-        json!({"listed": listed, "healthy": healthy, "in_use": in_use}),
-    );
-    out.insert(
-        "errors".into(),
-        json!({"listed_total": number(summary.errors_total), "seen_total": seen_errors, "seen_per_second": errors_rate}),
-    );
-    out.insert(
-        "reconnects".into(),
-        json!({"listed_total": number(summary.reconnects_total), "seen_total": seen_reconnects, "seen_per_second": reconnects_rate}),
-    );
-    out.insert("p95_latency_ms".into(), Value::Object(p95));
-    out.insert("connection_age_seconds".into(), age);
-    out.insert("native".into(), native_value);
-    out.insert("circuit_breaker_open".into(), breaker);
-    out.insert("returns_connections".into(), json!(visible));
-    out.insert(
-        "window_seconds".into(),
-        json!({
-            "limit": WINDOW.as_secs(),
-            "status": r.status_span.map(|d| round3(d.as_secs_f64())),
-            "native": r.native_span.map(|d| round3(d.as_secs_f64())),
-        }),
-    );
-    out.insert("unknown".into(), unknown.into_value());
-    freshness(&served, &views.source, &mut out);
-    if native.as_ref().is_ok_and(|n| n.stale) {
-        out.insert("stale".into(), json!(true));
-    }
-    Ok(Value::Object(out))
+    let mut freshness = Freshness::of(&served, &views.source);
+    freshness.stale |= native.as_ref().is_ok_and(|n| n.stale);
+    Ok(StatsView {
+        endpoint: served.value.status.endpoint.clone(),
+        connections: ConnectionCounts {
+            listed: served.value.listed,
+            healthy: summary.healthy,
+            in_use,
+        },
+        errors: SeenCounts {
+            listed_total: Num(summary.errors_total),
+            seen_total: seen_errors,
+            seen_per_second: errors_rate,
+        },
+        reconnects: SeenCounts {
+            listed_total: Num(summary.reconnects_total),
+            seen_total: seen_reconnects,
+            seen_per_second: reconnects_rate,
+        },
+        p95_latency_ms,
+        connection_age_seconds,
+        native: native_stats,
+        circuit_breaker_open,
+        returns_connections: visible,
+        window_seconds: Windows {
+            limit: WINDOW.as_secs(),
+            status: r.status_span.map(|d| round3(d.as_secs_f64())),
+            native: r.native_span.map(|d| round3(d.as_secs_f64())),
+        },
+        unknown: unknown.0,
+        freshness,
+    })
 }
 
-fn native_stats(s: &native::NativeSummary, views: &Views, unknown: &mut Unknown) -> Value {
+/// The mean latency over the window when it has observations, else since
+/// the pool started.
+fn mean_latency(s: &native::NativeSummary, views: &Views) -> Option<f64> {
+    let r = &views.rates;
+    match (r.window_sum_ms, &r.window_buckets) {
+        (Some(sum), Some(b)) if b.last().is_some_and(|(_, c)| *c > 0.0) => {
+            b.last().map(|(_, c)| sum / c)
+        }
+        _ => s
+            .sum_ms
+            .zip(s.observations)
+            .filter(|(_, n)| *n > 0.0)
+            .map(|(sum, n)| sum / n),
+    }
+}
+
+fn native_stats(s: &native::NativeSummary, views: &Views, unknown: &mut Unknown) -> NativeStats {
     let r = &views.rates;
     let window = "needs two fetches of the native metrics at least 1 s apart within the window";
     let no_hist = "the pool's native exposition has no *_latency_ms histogram";
@@ -436,35 +639,86 @@ fn native_stats(s: &native::NativeSummary, views: &Views, unknown: &mut Unknown)
         no_hist
     };
     let q = |q| buckets.as_deref().and_then(|b| native::quantile(q, b));
-    let mean = match (r.window_sum_ms, &r.window_buckets) {
-        (Some(sum), Some(b)) if b.last().is_some_and(|(_, c)| *c > 0.0) => {
-            b.last().map(|(_, c)| sum / c)
-        }
-        _ => s
-            .sum_ms
-            .zip(s.observations)
-            .filter(|(_, n)| *n > 0.0)
-            .map(|(sum, n)| sum / n),
-    };
-    json!({
-        "operations_per_second": unknown.number("native.operations_per_second", r.observations_per_second, if s.observations.is_some() { window } else { no_hist }),
-        "observations_total": unknown.number("native.observations_total", s.observations, no_hist),
-        "open_failures_total": unknown.number("native.open_failures_total", s.open_failures, "the pool's native exposition has no *_errors_total counter"),
-        "open_failures_per_second": unknown.number("native.open_failures_per_second", r.open_failures_per_second, window),
-        "mean_latency_ms": unknown.number("native.mean_latency_ms", mean, no_obs),
-        "latency_ms": {
-            "p50": unknown.number("native.latency_ms.p50", q(0.5), no_obs),
-            "p95": unknown.number("native.latency_ms.p95", q(0.95), no_obs),
-            "p99": unknown.number("native.latency_ms.p99", q(0.99), no_obs),
+    NativeStats {
+        operations_per_second: unknown.number(
+            "native.operations_per_second",
+            r.observations_per_second,
+            if s.observations.is_some() {
+                window
+            } else {
+                no_hist
+            },
+        ),
+        observations_total: unknown.number("native.observations_total", s.observations, no_hist),
+        open_failures_total: unknown.number(
+            "native.open_failures_total",
+            s.open_failures,
+            "the pool's native exposition has no *_errors_total counter",
+        ),
+        open_failures_per_second: unknown.number(
+            "native.open_failures_per_second",
+            r.open_failures_per_second,
+            window,
+        ),
+        mean_latency_ms: unknown.number("native.mean_latency_ms", mean_latency(s, views), no_obs),
+        latency_ms: LatencyQuantiles {
+            p50: unknown.number("native.latency_ms.p50", q(0.5), no_obs),
+            p95: unknown.number("native.latency_ms.p95", q(0.95), no_obs),
+            p99: unknown.number("native.latency_ms.p99", q(0.99), no_obs),
         },
-        "latency_basis": if basis.is_empty() { Value::Null } else { json!(basis) },
-    })
+        latency_basis: (!basis.is_empty()).then_some(basis),
+    }
 }
 
-/// The "enhanced status" of the pool's earlier Go service (`/api/v1/status`):
-/// the service, the pool and performance, without that service's
-/// application-specific parts.
-pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
+#[derive(Debug, Serialize)]
+pub struct SecureChannelStatus {
+    pub status: &'static str,
+    pub assessment: &'static str,
+    pub pool_healthy: Option<bool>,
+    pub active_connections: Option<Num>,
+    pub error_rate: Option<Num>,
+    pub avg_latency_ms: Option<Num>,
+    pub endpoint: Option<String>,
+    pub source: String,
+    pub stale: bool,
+    pub error: Option<SnapshotError>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Performance {
+    pub connection_pool_utilization: Option<Num>,
+    pub avg_response_time_ms: Option<Num>,
+    pub error_rate_percent: Option<Num>,
+    pub operations_per_second: Option<Num>,
+}
+
+/// The seed's "enhanced status" (`/api/v1/status`): the service, the pool
+/// and performance, without the seed's application-specific parts.
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub service: &'static str,
+    pub version: &'static str,
+    pub revision: &'static str,
+    pub timestamp: String,
+    pub uptime: String,
+    pub uptime_seconds: f64,
+    pub status: &'static str,
+    pub secure_channel: SecureChannelStatus,
+    pub performance: Performance,
+    pub unknown: Vec<UnknownField>,
+}
+
+impl ServiceStatus {
+    pub fn code(&self) -> StatusCode {
+        if self.status == "down" {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        }
+    }
+}
+
+pub fn service_status(views: &Views, uptime: Duration) -> ServiceStatus {
     let mut unknown = Unknown::default();
     let health: Result<Served<Health>, ApiError> = views.health().map_err(ApiError::from);
     let status = views.status().ok();
@@ -492,31 +746,38 @@ pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
         .as_ref()
         .map(|s| s.value.listed as f64)
         .or_else(|| health_doc.as_ref().and_then(|h| h.active_connections));
-    let secure_channel = json!({
-        "status": word,
-        "assessment": assessment.as_str(),
-        "pool_healthy": pool_healthy,
-        "active_connections": unknown.number("secure_channel.active_connections", active, "neither the status nor the health document could be fetched"),
-        "error_rate": unknown.number("secure_channel.error_rate", health_doc.as_ref().and_then(|h| h.error_rate), not_reported),
-        "avg_latency_ms": unknown.number("secure_channel.avg_latency_ms", health_doc.as_ref().and_then(|h| h.avg_latency_ms), not_reported),
-        "endpoint": status.as_ref().map(|s| s.value.status.endpoint.clone()),
-        "source": views.source,
-        "stale": stale,
-        "error": health.as_ref().err().map(|e| json!({"code": e.code(), "message": e.to_string()})),
-    });
-    let native = views.metrics().ok();
-    let avg_response = match (r.window_sum_ms, &r.window_buckets) {
-        (Some(sum), Some(b)) if b.last().is_some_and(|(_, c)| *c > 0.0) => {
-            b.last().map(|(_, c)| sum / c)
-        }
-        _ => native.as_ref().and_then(|n| {
-            let s = &n.value.summary;
-            s.sum_ms
-                .zip(s.observations)
-                .filter(|(_, n)| *n > 0.0)
-                .map(|(sum, n)| sum / n)
+    let secure_channel = SecureChannelStatus {
+        status: word,
+        assessment: assessment.as_str(),
+        pool_healthy,
+        active_connections: unknown.number(
+            "secure_channel.active_connections",
+            active,
+            "neither the status nor the health document could be fetched",
+        ),
+        error_rate: unknown.number(
+            "secure_channel.error_rate",
+            health_doc.as_ref().and_then(|h| h.error_rate),
+            not_reported,
+        ),
+        avg_latency_ms: unknown.number(
+            "secure_channel.avg_latency_ms",
+            health_doc.as_ref().and_then(|h| h.avg_latency_ms),
+            not_reported,
+        ),
+        endpoint: status.as_ref().map(|s| s.value.status.endpoint.clone()),
+        source: views.source.clone(),
+        stale,
+        error: health.as_ref().err().map(|e| SnapshotError {
+            code: e.code(),
+            message: e.to_string(),
+            at: None,
         }),
     };
+    let avg_response = views
+        .metrics()
+        .ok()
+        .and_then(|n| mean_latency(&n.value.summary, views));
     let visible = status.as_ref().is_some_and(|s| s.value.summary.shows_use);
     let error_percent = if visible {
         r.errors_seen_per_second
@@ -526,31 +787,44 @@ pub fn service_status(views: &Views, uptime: Duration) -> (StatusCode, Value) {
     } else {
         None
     };
-    let performance = json!({
-        "connection_pool_utilization": unknown.null("performance.connection_pool_utilization", IN_USE_UNKNOWN),
-        "avg_response_time_ms": unknown.number("performance.avg_response_time_ms", avg_response, "the pool's native latency histogram has no observations or could not be fetched"),
-        "error_rate_percent": unknown.number("performance.error_rate_percent", error_percent, if visible { "needs operations and two status documents at least 1 s apart within the window" } else { ERRORS_INVISIBLE }),
-        "operations_per_second": unknown.number("performance.operations_per_second", r.observations_per_second, "needs two fetches of the native metrics at least 1 s apart within the window"),
-    });
-    let secs = uptime.as_secs();
-    let body = json!({
-        "service": "secure-channel-exporter",
-        "version": env!("CARGO_PKG_VERSION"),
-        "revision": env!("BUILD_REVISION"),
-        "timestamp": rfc3339(SystemTime::now()),
-        "uptime": humantime::format_duration(Duration::from_secs(secs)).to_string().replace(' ', ""),
-        "uptime_seconds": round3(uptime.as_secs_f64()),
-        "status": overall,
-        "secure_channel": secure_channel,
-        "performance": performance,
-        "unknown": unknown.into_value(),
-    });
-    let code = if overall == "down" {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    let performance = Performance {
+        connection_pool_utilization: unknown
+            .null("performance.connection_pool_utilization", IN_USE_UNKNOWN),
+        avg_response_time_ms: unknown.number(
+            "performance.avg_response_time_ms",
+            avg_response,
+            "the pool's native latency histogram has no observations or could not be fetched",
+        ),
+        error_rate_percent: unknown.number(
+            "performance.error_rate_percent",
+            error_percent,
+            if visible {
+                "needs operations and two status documents at least 1 s apart within the window"
+            } else {
+                ERRORS_INVISIBLE
+            },
+        ),
+        operations_per_second: unknown.number(
+            "performance.operations_per_second",
+            r.observations_per_second,
+            "needs two fetches of the native metrics at least 1 s apart within the window",
+        ),
     };
-    (code, body)
+    let secs = uptime.as_secs();
+    ServiceStatus {
+        service: "secure-channel-exporter",
+        version: env!("CARGO_PKG_VERSION"),
+        revision: env!("BUILD_REVISION"),
+        timestamp: rfc3339(SystemTime::now()),
+        uptime: humantime::format_duration(Duration::from_secs(secs))
+            .to_string()
+            .replace(' ', ""),
+        uptime_seconds: round3(uptime.as_secs_f64()),
+        status: overall,
+        secure_channel,
+        performance,
+        unknown: unknown.0,
+    }
 }
 
 #[cfg(test)]
