@@ -240,14 +240,19 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         web: web.clone(),
         api,
     });
-    let gate = Arc::new(Gate::new(web.clone(), stats.clone()));
+    let mut gate = Gate::new(web.clone(), stats.clone());
+    if let Some(cors) = config.api.cors.clone() {
+        gate =
+            gate.with_refusal_headers(Arc::new(move |headers, resp| cors.decorate(headers, resp)));
+    }
+    let gate = Arc::new(gate);
     let router = Arc::new(router);
     let handler = move |req: Request<Incoming>| {
         let (gate, router, exporter) = (gate.clone(), router.clone(), exporter.clone());
         async move { Ok::<_, Infallible>(gate.handle(&router, exporter, req).await) }
     };
     let options = ServeOptions {
-        max_connections: config.web_max_connections,
+        max_connections: crate::http::listener::fit_open_file_limit(config.web_max_connections),
         max_requests: config.web_max_requests,
         header_read_timeout: config.web_read_header_timeout,
         write_timeout: config.web_write_timeout,

@@ -88,6 +88,8 @@ families! {
         "Native series not passed through in this scrape (their family kept), by reason.";
     EXPORTER_DUPLICATE_CONNECTIONS = "secure_channel_exporter_duplicate_connections", Gauge,
         "Listed connections left out of this scrape because another listed connection has the same id (the worst of them is kept).";
+    EXPORTER_VALUES_DROPPED = "secure_channel_exporter_values_dropped", Gauge,
+        "Values in the pool's status document not exported in this scrape because no sample can hold them, by reason (time_out_of_range: a last_activity outside years 1 to 9999).";
     EXPORTER_LABEL_VALUES_TRUNCATED = "secure_channel_exporter_label_values_truncated", Gauge,
         "Label values and HELP texts from the pool cut to --collector.max-label-value-length in this scrape.";
     EXPORTER_BUILD_INFO = "secure_channel_exporter_build_info", Gauge,

@@ -3,13 +3,15 @@
 //! basic auth from the web config (except on public routes and
 //! preflights), `404` for unknown paths, and the configured response
 //! headers on every answer. Refusals are plain text, or the JSON error
-//! body on routes that ask for it.
+//! body on routes that ask for it; on routes that take CORS preflights
+//! they also carry the CORS headers (see [`Gate::with_refusal_headers`]),
+//! so that a browser page on an allowed origin can read why it was refused.
 
 use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, TRANSFER_ENCODING, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -18,8 +20,13 @@ use super::web::auth::Verdict;
 use super::web::{BasicAuth, WebConfigWatcher, WebSettings};
 use super::{json_error, text, Body, WebStats};
 
+/// Adds headers to a refusal, given the request's headers.
+pub type RefusalHeaders = Arc<dyn Fn(&HeaderMap, &mut Response<Body>) + Send + Sync>;
+
 pub struct Gate {
     web: Option<Arc<WebConfigWatcher>>,
+    /// For refusals on routes that take CORS preflights.
+    refusal_headers: Option<RefusalHeaders>,
     auth: Arc<BasicAuth>,
     /// One permit: the bcrypt in progress.
     bcrypt_turn: tokio::sync::Semaphore,
@@ -30,10 +37,19 @@ impl Gate {
     pub fn new(web: Option<Arc<WebConfigWatcher>>, stats: Arc<WebStats>) -> Self {
         Self {
             web,
+            refusal_headers: None,
             auth: Arc::default(),
             bcrypt_turn: tokio::sync::Semaphore::new(1),
             stats,
         }
+    }
+
+    /// Headers added to the gate's refusals (405, 413, 401) on routes that
+    /// accept CORS preflights: the CORS headers, which the route's handler
+    /// adds to its own answers but never sees a refusal to add them to.
+    pub fn with_refusal_headers(mut self, add: RefusalHeaders) -> Self {
+        self.refusal_headers = Some(add);
+        self
     }
 
     pub fn web(&self) -> Option<&Arc<WebConfigWatcher>> {
@@ -70,6 +86,13 @@ impl Gate {
     ) -> Response<Body> {
         let found = router.lookup(req.uri().path());
         let route = found.as_ref().map(|(route, _)| *route);
+        let cors_route = route.is_some_and(Route::accepts_preflight);
+        let refused = |mut resp: Response<Body>| {
+            if let (true, Some(add)) = (cors_route, &self.refusal_headers) {
+                add(req.headers(), &mut resp);
+            }
+            resp
+        };
         let json = route.is_some_and(Route::json_errors);
         let preflight =
             req.method() == Method::OPTIONS && route.is_some_and(Route::accepts_preflight);
@@ -90,7 +113,7 @@ impl Gate {
             );
             resp.headers_mut()
                 .insert("allow", HeaderValue::from_static(allow));
-            return resp;
+            return refused(resp);
         }
         let has_body = req.headers().contains_key(TRANSFER_ENCODING)
             || req
@@ -98,12 +121,12 @@ impl Gate {
                 .get(CONTENT_LENGTH)
                 .is_some_and(|v| v.as_bytes() != b"0");
         if has_body {
-            return refusal(
+            return refused(refusal(
                 json,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_not_accepted",
                 "request bodies are not accepted",
-            );
+            ));
         }
         let public = route.is_some_and(Route::is_public);
         // A CORS preflight never carries credentials: the browser sends
@@ -124,7 +147,7 @@ impl Gate {
                         "Basic realm=\"secure-channel-exporter\", charset=\"UTF-8\"",
                     ),
                 );
-                return resp;
+                return refused(resp);
             }
         }
         match found {

@@ -86,6 +86,65 @@ impl Default for ServeOptions {
     }
 }
 
+/// File descriptors kept free of client connections: standard streams,
+/// the listening sockets, the runtime's own, the pool client's connections
+/// (three documents at once, and `/probe` targets), the token and web
+/// config files, /proc reads for the process metrics.
+pub const RESERVED_FILES: u64 = 32;
+
+/// `--web.max-connections`, made to fit the process's open-file limit.
+///
+/// The soft limit is first raised to the hard limit (as Go programs such as
+/// Prometheus do at start); if it still cannot hold `requested` client
+/// connections plus [`RESERVED_FILES`], the cap is lowered to what fits and
+/// a warning says so. Without it, clients could take every descriptor and
+/// the scrape's own connection to the pool would fail ("Too many open
+/// files"), reporting the pool down.
+#[cfg(unix)]
+pub fn fit_open_file_limit(requested: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read or write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return requested;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: as above.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = lim.rlim_max;
+        }
+    }
+    // rlim_t is u64 on Linux but not everywhere.
+    #[allow(clippy::unnecessary_cast)]
+    let soft = lim.rlim_cur as u64;
+    let room = soft.saturating_sub(RESERVED_FILES).max(1);
+    if (requested as u64) <= room {
+        return requested;
+    }
+    let capped = usize::try_from(room).unwrap_or(requested);
+    tracing::warn!(
+        requested,
+        capped,
+        open_file_limit = soft,
+        reserved = RESERVED_FILES,
+        "--web.max-connections {requested} does not fit the open-file limit ({soft}): \
+         serving at most {capped} client connections at once (raise the limit, e.g. \
+         LimitNOFILE= or ulimit -n, to allow more)"
+    );
+    capped
+}
+
+#[cfg(not(unix))]
+pub fn fit_open_file_limit(requested: usize) -> usize {
+    requested
+}
+
 /// The sockets one server accepts on: one per `--web.listen-address`, or
 /// those systemd passed.
 pub struct Listeners(Vec<TcpListener>);
@@ -217,14 +276,15 @@ pub async fn serve_with<H, Fut, E>(
             // layer buffers.
             let stream = StallTimeout::new(stream, timeouts.write, long_stalls);
             let Some(tls) = tls else {
-                serve_connection(TokioIo::new(stream), peer, handler, watcher, timeouts).await;
+                let io = TokioIo::new(ErrorBodies::new(stream));
+                serve_connection(io, peer, handler, watcher, timeouts).await;
                 return;
             };
             let acceptor = tokio_rustls::TlsAcceptor::from(tls);
             match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
                 Ok(Ok(tls_stream)) => {
-                    serve_connection(TokioIo::new(tls_stream), peer, handler, watcher, timeouts)
-                        .await;
+                    let io = TokioIo::new(ErrorBodies::new(tls_stream));
+                    serve_connection(io, peer, handler, watcher, timeouts).await;
                 }
                 Ok(Err(e)) => {
                     stats.tls_handshake_failures.inc();
@@ -430,6 +490,165 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for StallTimeout<S> {
     }
 }
 
+/// hyper's own answers to requests it cannot read, with a body saying why.
+/// hyper writes them itself (no handler runs) with an empty body; a client
+/// shown a bare `400` or `431` cannot tell what to fix.
+const AUTOMATIC_ANSWERS: [(&[u8], &str); 3] = [
+    (
+        b"HTTP/1.1 400 Bad Request\r\n",
+        "bad request: the request line or a header could not be read as HTTP/1.1\n",
+    ),
+    (
+        b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+        "request header fields too large: the request line and headers are limited to 16 KiB\n",
+    ),
+    (
+        b"HTTP/1.1 414 URI Too Long\r\n",
+        "URI too long: the request line and headers are limited to 16 KiB\n",
+    ),
+];
+
+/// The header line hyper gives its automatic answers, and what replaces it.
+const EMPTY_LENGTH: &[u8] = b"\r\ncontent-length: 0\r\n";
+
+/// The automatic answer `head` with its body, or `None` when `head` is
+/// anything else (every handler's answer has a body or a length above 0).
+fn with_body(head: &[u8]) -> Option<Vec<u8>> {
+    if head.len() > 512 || !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let (_, body) = AUTOMATIC_ANSWERS
+        .iter()
+        .find(|(status, _)| head.starts_with(status))?;
+    let at = head
+        .windows(EMPTY_LENGTH.len())
+        .position(|w| w == EMPTY_LENGTH)?;
+    let mut out = Vec::with_capacity(head.len() + body.len() + 64);
+    out.extend_from_slice(&head[..at]);
+    out.extend_from_slice(
+        format!(
+            "\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&head[at + EMPTY_LENGTH.len()..]);
+    out.extend_from_slice(body.as_bytes());
+    Some(out)
+}
+
+/// A stream that gives hyper's automatic 400, 414 and 431 answers a body
+/// (a line of text saying what could not be read); every other byte
+/// passes unchanged.
+pub struct ErrorBodies<S> {
+    inner: S,
+    /// The rewritten answer, how much of it is written, and how many bytes
+    /// of hyper's buffer it stands for.
+    pending: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl<S> ErrorBodies<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            pending: None,
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> ErrorBodies<S> {
+    /// Writes the rewritten answer; `Ready(n)` once all of it is out, `n`
+    /// being the length of hyper's original, which it then drops.
+    fn drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        while let Some((bytes, written, original)) = &mut self.pending {
+            if *written == bytes.len() {
+                let n = *original;
+                self.pending = None;
+                return Poll::Ready(Ok(n));
+            }
+            match Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    self.pending = None;
+                    return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(e)) => {
+                    self.pending = None;
+                    return Poll::Ready(Err(e));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(0))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for ErrorBodies<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for ErrorBodies<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.pending.is_none() {
+            match with_body(buf) {
+                Some(bytes) => self.pending = Some((bytes, 0, buf.len())),
+                None => return Pin::new(&mut self.inner).poll_write(cx, buf),
+            }
+        }
+        // hyper repeats the same buffer until it is accepted.
+        self.drive(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if self.pending.is_none() {
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            let first = bufs.iter().find(|b| !b.is_empty());
+            let candidate = total <= 512 && first.is_some_and(|b| b.starts_with(b"HTTP/1.1 4"));
+            let rewritten = candidate
+                .then(|| {
+                    with_body(
+                        &bufs
+                            .iter()
+                            .flat_map(|b| b.iter().copied())
+                            .collect::<Vec<u8>>(),
+                    )
+                })
+                .flatten();
+            match rewritten {
+                Some(bytes) => self.pending = Some((bytes, 0, total)),
+                None => return Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+            }
+        }
+        self.drive(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -449,5 +668,28 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod error_body_tests {
+    use super::with_body;
+
+    #[test]
+    fn only_hypers_empty_automatic_answers_get_a_body() {
+        let head =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let out = String::from_utf8(with_body(head).unwrap()).unwrap();
+        let (h, body) = out.split_once("\r\n\r\n").unwrap();
+        assert!(body.starts_with("request header fields too large"), "{out}");
+        assert!(
+            h.contains(&format!("content-length: {}", body.len())),
+            "{out}"
+        );
+        assert!(h.contains("date: x"), "{out}");
+        // A handler's 400 (with a length) and any other answer pass as they are.
+        assert!(with_body(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 12\r\n\r\n").is_none());
+        assert!(with_body(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+        assert!(with_body(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nx").is_none());
     }
 }

@@ -169,7 +169,13 @@ impl ConnectionSummary {
             if let Some(p) = c.p95_latency_ms.filter(|p| *p > 0.0) {
                 s.p95_samples.push(p);
             }
-            if let Some(t) = c.last_activity.as_ref().map(Timestamp::as_secs_f64) {
+            // A time out of any calendar's range says nothing of age.
+            if let Some(t) = c
+                .last_activity
+                .filter(|t| t.in_range())
+                .as_ref()
+                .map(Timestamp::as_secs_f64)
+            {
                 s.oldest_activity = Some(s.oldest_activity.map_or(t, |o: f64| o.min(t)));
                 s.newest_activity = Some(s.newest_activity.map_or(t, |n: f64| n.max(t)));
             }
@@ -633,7 +639,10 @@ impl Inner {
         if let Some(e) = failure {
             let reason = e.reason().as_str();
             let url = self.client.display_url(doc);
-            let key = format!("pool fetch failed {} {reason} {url}", doc.as_str());
+            // Keyed by document and reason, not URL: /probe of hundreds of
+            // failing targets is one line per reason and window, with the
+            // count of the others.
+            let key = format!("pool fetch failed {} {reason}", doc.as_str());
             if let Some(repeats) = crate::logging::throttle().admit(&key) {
                 tracing::warn!(
                     document = doc.as_str(),

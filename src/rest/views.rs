@@ -62,6 +62,10 @@ pub struct UnknownField {
     pub reason: String,
 }
 
+/// Why a connection's `last_activity` is null although the pool sent one.
+const TIME_OUT_OF_RANGE: &str =
+    "the pool sent a time out of range (outside years 1 to 9999); it is not used";
+
 /// Collects the reasons for the `null`s of one answer.
 #[derive(Default)]
 struct Unknown(Vec<UnknownField>);
@@ -153,14 +157,24 @@ pub struct ConnectionItem<'a> {
     pub connection: &'a Connection,
     pub healthy: bool,
     pub healthy_basis: &'static str,
+    /// Why a time the pool sent is null (out of any calendar's range).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<Vec<UnknownField>>,
 }
 
 pub fn connection_item(c: &Connection) -> ConnectionItem<'_> {
     let (healthy, healthy_basis) = connection_healthy(c);
+    // The pool sent a time no calendar holds: it serializes as null; say why.
+    let unknown = c.last_activity.is_some_and(|t| !t.in_range()).then(|| {
+        let mut unknown = Unknown::default();
+        unknown.null::<()>("last_activity", TIME_OUT_OF_RANGE);
+        unknown.0
+    });
     ConnectionItem {
         connection: c,
         healthy,
         healthy_basis,
+        unknown,
     }
 }
 

@@ -14,8 +14,10 @@ use crate::pool::{PoolClient, PoolSettings, Redactor};
 use crate::scrape::collector::Collector;
 use crate::scrape::translate::ConnectionFilter;
 
-/// Most per-target collectors kept (each holds its own counters).
-const MAX_TARGETS: usize = 256;
+/// Most per-target collectors kept (each holds its own counters). Past it
+/// the least recently probed target's collector is dropped, so the targets
+/// Prometheus keeps probing keep their counters however many others pass.
+pub const MAX_TARGETS: usize = 256;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ProbeError {
@@ -197,7 +199,16 @@ pub struct Probe {
     template: PoolClient,
     settings: PoolSettings,
     connections: ConnectionFilter,
-    collectors: Mutex<HashMap<String, Arc<Collector>>>,
+    collectors: Mutex<Targets>,
+}
+
+/// Per-target collectors with the order of their last use.
+#[derive(Default)]
+struct Targets {
+    by_url: HashMap<String, (Arc<Collector>, u64)>,
+    /// Incremented at each use: the entry with the smallest stamp is the
+    /// least recently used.
+    clock: u64,
 }
 
 impl Probe {
@@ -209,7 +220,7 @@ impl Probe {
             template,
             settings,
             connections: ConnectionFilter::All,
-            collectors: Mutex::new(HashMap::new()),
+            collectors: Mutex::new(Targets::default()),
         }
     }
 
@@ -229,12 +240,24 @@ impl Probe {
             return Err(ProbeError::NotAllowed(shown(url.as_str())));
         }
         let key = url.to_string();
-        let mut collectors = self.collectors.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = collectors.get(&key) {
+        let mut targets = self.collectors.lock().unwrap_or_else(|e| e.into_inner());
+        targets.clock += 1;
+        let now = targets.clock;
+        if let Some((c, used)) = targets.by_url.get_mut(&key) {
+            *used = now;
             return Ok(c.clone());
         }
-        if collectors.len() >= MAX_TARGETS {
-            collectors.clear();
+        if targets.by_url.len() >= MAX_TARGETS {
+            // A linear scan of at most MAX_TARGETS entries, only when a new
+            // target arrives at a full table.
+            let oldest = targets
+                .by_url
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(url, _)| url.clone());
+            if let Some(url) = oldest {
+                targets.by_url.remove(&url);
+            }
         }
         let client = self
             .template
@@ -246,7 +269,7 @@ impl Probe {
             Collector::new(client, self.settings, Redactor::new(Token::none(), &url))
                 .with_connection_filter(self.connections),
         );
-        collectors.insert(key, collector.clone());
+        targets.by_url.insert(key, (collector.clone(), now));
         Ok(collector)
     }
 }

@@ -13,7 +13,7 @@ use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{Format, Label, MetricFamily, MetricType, ParsedExposition};
 use crate::pool::history::DerivedCounters;
 use crate::pool::limits::{badness, keep_worst};
-use crate::pool::{Connection, Health, PoolStatus};
+use crate::pool::{Connection, Health, PoolStatus, Timestamp};
 use crate::pool::{Document, FailureReason};
 
 /// What one fetch of one document produced.
@@ -266,6 +266,7 @@ impl<'a> Parts<'a> {
 
         let mut omitted = 0;
         let mut duplicates = 0;
+        let mut times_out_of_range = 0;
         let mut connections = None;
         if let Ok(status) = &snapshot.status.result {
             truncated += pool_families(status, max_len, &mut head);
@@ -277,6 +278,10 @@ impl<'a> Parts<'a> {
                 .collect();
             let (kept, left_out) = keep_worst(admitted, options.max_connections);
             omitted = left_out;
+            times_out_of_range = kept
+                .iter()
+                .filter(|c| c.last_activity.is_some_and(|t| !t.in_range()))
+                .count();
             truncated += kept
                 .iter()
                 .map(|c| {
@@ -313,6 +318,7 @@ impl<'a> Parts<'a> {
             Err(_) => (Vec::new(), NativeDrops::default()),
         };
         let dropped = Dropped {
+            times_out_of_range,
             omitted,
             duplicates,
             truncated,
@@ -422,7 +428,13 @@ const CONNECTION_FAMILIES: [ConnectionFamily; 5] = [
     },
     ConnectionFamily {
         def: &catalogue::CONNECTION_LAST_ACTIVITY_TIMESTAMP_SECONDS,
-        value: |c| c.last_activity.map(|t| t.as_secs_f64()),
+        // A time no calendar holds (i64::MAX seconds, 1e308) is dropped
+        // and counted (`values_dropped`), never exported as a number.
+        value: |c| {
+            c.last_activity
+                .filter(Timestamp::in_range)
+                .map(|t| t.as_secs_f64())
+        },
         value_len: 17,
     },
     ConnectionFamily {
@@ -728,6 +740,8 @@ fn pass_through(parsed: &ParsedExposition) -> (Vec<Cow<'_, MetricFamily>>, Nativ
 
 /// What one scrape left out, for the exporter's own families.
 struct Dropped {
+    /// Kept connections whose last_activity is out of range.
+    times_out_of_range: usize,
     omitted: usize,
     duplicates: usize,
     truncated: usize,
@@ -791,6 +805,10 @@ fn exporter_families(
             .with_sample(reason("negative_counter"), n.negative_counter.series as f64)
             .with_sample(reason("limit"), over_limit as f64),
     );
+    out.push(catalogue::EXPORTER_VALUES_DROPPED.family().with_sample(
+        reason("time_out_of_range"),
+        dropped.times_out_of_range as f64,
+    ));
     out.push(
         catalogue::EXPORTER_LABEL_VALUES_TRUNCATED
             .family()

@@ -21,7 +21,13 @@ pub fn page(telemetry_path: &str, pool_url: &str) -> Response<Body> {
         revision = env!("BUILD_REVISION"),
         pool = html_escape(pool_url),
     );
-    respond(StatusCode::OK, "text/html; charset=utf-8", html)
+    let mut resp = respond(StatusCode::OK, "text/html; charset=utf-8", html);
+    // No script, no style: nothing may run or load.
+    super::protect(
+        &mut resp,
+        "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    );
+    resp
 }
 
 pub fn html_escape(s: &str) -> String {

@@ -129,18 +129,7 @@ pub async fn page(api: &Api, query: Option<&str>) -> Response<Body> {
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>SecureChannelPool status</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:1.5rem;color:#1a1a1a;background:#fff}}
-h1{{font-size:1.5rem}} table{{border-collapse:collapse;margin-top:.5rem}}
-th,td{{border:1px solid #999;padding:.25rem .6rem;text-align:right}} th{{background:#eee}}
-td:first-child,th:first-child{{text-align:left}} th a{{color:inherit}}
-.state{{font-weight:bold;padding:.2rem .5rem;border-radius:.2rem;display:inline-block}}
-[data-state=healthy] .state{{background:#d7f5dd;color:#0b5a1c}}
-[data-state=unhealthy] .state{{background:#fff1c2;color:#6b4b00}}
-[data-state=unreachable] .state{{background:#ffd9d9;color:#8a0000}}
-dl{{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}} dt{{font-weight:bold}}
-.sr-only{{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}}
-</style></head>
+<style>{style}</style></head>
 <body data-refreshes="0" data-refresh-seconds="{refresh}">
 <header><h1>SecureChannelPool status</h1>
 <p>Pool <code>{source}</code>. Updated <time id="updated" datetime="{now}">{now}</time>.
@@ -169,9 +158,7 @@ dl{{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}} dt{{fon
 <tbody id="rows">{rows}</tbody></table>
 <p id="error" role="alert"></p>
 </section></main>
-<script>
-{script}
-</script>
+<script>{script}</script>
 </body></html>
 "##,
         refresh = refresh,
@@ -204,12 +191,14 @@ dl{{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}} dt{{fon
         headers = headers,
         rows = rows,
         script = SCRIPT,
+        style = STYLE,
     );
     let mut resp = respond(StatusCode::OK, "text/html; charset=utf-8", html);
     resp.headers_mut().insert(
         hyper::header::CACHE_CONTROL,
         hyper::header::HeaderValue::from_static("no-store"),
     );
+    super::protect(&mut resp, &CSP);
     resp
 }
 
@@ -251,6 +240,7 @@ fn row(c: &secure_channel_client::Connection) -> String {
         last = c
             .last_activity
             .as_ref()
+            .filter(|t| t.in_range())
             .map_or_else(|| "unknown".into(), |t| html_escape(&t.to_rfc3339())),
         rec = c.reconnects,
         err = c.errors,
@@ -260,7 +250,34 @@ fn row(c: &secure_channel_client::Connection) -> String {
 }
 
 /// Refreshes the page from the API; builds rows with textContent only.
-const SCRIPT: &str = r#"(function () {
+/// The page's style sheet, inline (one request, no static files), allowed
+/// by its hash in the Content-Security-Policy.
+const STYLE: &str =
+    "\nbody{font-family:system-ui,sans-serif;margin:1.5rem;color:#1a1a1a;background:#fff}\n\
+h1{font-size:1.5rem} table{border-collapse:collapse;margin-top:.5rem}\n\
+th,td{border:1px solid #999;padding:.25rem .6rem;text-align:right} th{background:#eee}\n\
+td:first-child,th:first-child{text-align:left} th a{color:inherit}\n\
+.state{font-weight:bold;padding:.2rem .5rem;border-radius:.2rem;display:inline-block}\n\
+[data-state=healthy] .state{background:#d7f5dd;color:#0b5a1c}\n\
+[data-state=unhealthy] .state{background:#fff1c2;color:#6b4b00}\n\
+[data-state=unreachable] .state{background:#ffd9d9;color:#8a0000}\n\
+dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem} dt{font-weight:bold}\n\
+.sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}\n\
+";
+
+/// The policy: nothing but this page's own style and script (by hash),
+/// API calls to this origin, no framing, no forms, no base URL.
+static CSP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "default-src 'none'; script-src '{}'; style-src '{}'; connect-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        super::csp_hash(SCRIPT),
+        super::csp_hash(STYLE)
+    )
+});
+
+const SCRIPT: &str = r#"
+(function () {
   "use strict";
   var body = document.body;
   var every = Number(body.dataset.refreshSeconds) * 1000;
@@ -364,7 +381,8 @@ const SCRIPT: &str = r#"(function () {
   });
   text("refresh-state", "Refreshes every " + every / 1000 + " s.");
   setTimeout(refresh, every);
-})();"#;
+})();
+"#;
 
 #[cfg(test)]
 mod tests {

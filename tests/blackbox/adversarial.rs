@@ -20,14 +20,14 @@ use crate::common::*;
 
 /// A pool that answers each of its three documents with a fixed body and
 /// records the request heads it received.
-struct CannedPool {
+pub(crate) struct CannedPool {
     address: String,
     heads: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl CannedPool {
-    fn start(status: String, metrics: String) -> CannedPool {
+    pub(crate) fn start(status: String, metrics: String) -> CannedPool {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap().to_string();
         let heads = Arc::new(Mutex::new(Vec::new()));
@@ -76,7 +76,7 @@ impl CannedPool {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/", self.address)
     }
 
@@ -84,7 +84,7 @@ impl CannedPool {
         self.address.rsplit(':').next().unwrap()
     }
 
-    fn heads(&self) -> Vec<String> {
+    pub(crate) fn heads(&self) -> Vec<String> {
         self.heads.lock().unwrap().clone()
     }
 }
@@ -96,9 +96,9 @@ impl Drop for CannedPool {
     }
 }
 
-const NATIVE_OK: &str = "# HELP secure_channel_errors_total Total number of connection errors across the pool\n# TYPE secure_channel_errors_total counter\nsecure_channel_errors_total{endpoint=\"e:443\"} 3\n";
+pub(crate) const NATIVE_OK: &str = "# HELP secure_channel_errors_total Total number of connection errors across the pool\n# TYPE secure_channel_errors_total counter\nsecure_channel_errors_total{endpoint=\"e:443\"} 3\n";
 
-fn status_json(endpoint: &str, connections: &[String]) -> String {
+pub(crate) fn status_json(endpoint: &str, connections: &[String]) -> String {
     format!(
         r#"{{"endpoint":"{endpoint}","active_connections":{},"total_errors":0,"total_reconnects":0,"pool_p95_latency_ms":1,"connections":[{}]}}"#,
         connections.len(),
@@ -106,7 +106,7 @@ fn status_json(endpoint: &str, connections: &[String]) -> String {
     )
 }
 
-fn connection(id: &str, errors: u64) -> String {
+pub(crate) fn connection(id: &str, errors: u64) -> String {
     format!(
         r#"{{"connection_id":{id},"reconnects":0,"errors":{errors},"p95_latency_ms":12,"last_activity":{{"secs_since_epoch":1764072000,"nanos_since_epoch":0}}}}"#
     )
@@ -135,19 +135,19 @@ fn cpu_seconds(pid: u32) -> f64 {
     (fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap()) / ticks
 }
 
-fn dir(tag: &str) -> PathBuf {
+pub(crate) fn dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("sce-adv-{}-{tag}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-fn write(dir: &Path, name: &str, text: &str) -> String {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_owned()
 }
 
-fn basic(user: &str, pass: &str) -> String {
+pub(crate) fn basic(user: &str, pass: &str) -> String {
     let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     format!("Basic {enc}")
 }

@@ -7,6 +7,7 @@ mod common;
 mod compression;
 mod fake_pool;
 mod faults;
+mod hardening;
 mod lifecycle;
 mod listen;
 mod observer;

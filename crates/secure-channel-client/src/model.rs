@@ -400,12 +400,51 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
+    /// Earliest time a calendar date is given for: 0001-01-01T00:00:00Z.
+    pub const MIN_UNIX_SECONDS: i64 = -62_135_596_800;
+    /// Latest: 9999-12-31T23:59:59Z.
+    pub const MAX_UNIX_SECONDS: i64 = 253_402_300_799;
+
     /// A time from whole seconds and nanoseconds since the Unix epoch
-    /// (nanoseconds past one second carry into the seconds).
+    /// (nanoseconds past one second carry into the seconds, saturating at
+    /// the ends of `i64`: never wrapping). The result may be out of range;
+    /// see [`in_range`](Self::in_range).
     pub fn from_unix(secs: i64, nanos: u32) -> Self {
         Self {
-            secs: secs + i64::from(nanos / 1_000_000_000),
+            secs: secs.saturating_add(i64::from(nanos / 1_000_000_000)),
             nanos: nanos % 1_000_000_000,
+        }
+    }
+
+    /// Whether this is a time between years 1 and 9999
+    /// ([`MIN_UNIX_SECONDS`](Self::MIN_UNIX_SECONDS) to
+    /// [`MAX_UNIX_SECONDS`](Self::MAX_UNIX_SECONDS)). A pool can send any
+    /// number (`i64::MAX` seconds, `1e308`); such a value is kept, so that
+    /// "a time was sent but is unusable" differs from "no time", but it
+    /// has no calendar date: it serializes as `null`, and callers should
+    /// not compute with it.
+    ///
+    /// ```
+    /// use secure_channel_client::Timestamp;
+    /// let t: Timestamp = serde_json::from_str(
+    ///     r#"{"secs_since_epoch":9223372036854775807,"nanos_since_epoch":4000000000}"#)?;
+    /// assert!(!t.in_range());
+    /// assert_eq!(serde_json::to_string(&t)?, "null");
+    /// let far: Timestamp = serde_json::from_str("1e308")?;
+    /// assert!(!far.in_range());
+    /// assert!(Timestamp::from_unix(1_764_072_000, 0).in_range());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn in_range(&self) -> bool {
+        (Self::MIN_UNIX_SECONDS..=Self::MAX_UNIX_SECONDS).contains(&self.secs)
+    }
+
+    /// A number of seconds no calendar holds, kept saturated at the ends
+    /// of `i64`.
+    fn out_of_range(v: f64) -> Self {
+        Self {
+            secs: if v < 0.0 { i64::MIN } else { i64::MAX },
+            nanos: 0,
         }
     }
 
@@ -450,7 +489,9 @@ impl Timestamp {
         }
     }
 
-    /// The time as an RFC 3339 string in UTC, e.g. `2025-08-25T11:00:00.25Z`.
+    /// The time as an RFC 3339 string in UTC, e.g. `2025-08-25T11:00:00.25Z`;
+    /// out of [`in_range`](Self::in_range), `out of range (S s since the
+    /// Unix epoch)`.
     pub fn to_rfc3339(&self) -> String {
         let nanos = i128::from(self.secs) * 1_000_000_000 + i128::from(self.nanos);
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
@@ -459,7 +500,7 @@ impl Timestamp {
                 t.format(&time::format_description::well_known::Rfc3339)
                     .ok()
             })
-            .unwrap_or_else(|| format!("{}", self.as_secs_f64()))
+            .unwrap_or_else(|| format!("out of range ({} s since the Unix epoch)", self.secs))
     }
 
     /// Parses an RFC 3339 string.
@@ -503,8 +544,13 @@ impl fmt::Display for Timestamp {
 }
 
 impl Serialize for Timestamp {
+    /// RFC 3339 in UTC; `null` when out of [`Timestamp::in_range`].
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        if self.in_range() {
+            s.serialize_str(&self.to_rfc3339())
+        } else {
+            s.serialize_none()
+        }
     }
 }
 
@@ -520,35 +566,41 @@ impl<'de> Deserialize<'de> for Timestamp {
                 )
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v)
+                Ok(i64::try_from(v)
                     .map(|s| Timestamp::from_unix(s, 0))
-                    .map_err(|_| E::custom(format!("time {v} out of range")))
+                    .unwrap_or(Timestamp::out_of_range(1.0)))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
                 Ok(Timestamp::from_unix(v, 0))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Timestamp::from_secs_f64(v)
-                    .ok_or_else(|| E::custom(format!("time {v} out of range")))
+                if v.is_nan() {
+                    return Err(E::custom("time is not a number"));
+                }
+                Ok(Timestamp::from_secs_f64(v).unwrap_or(Timestamp::out_of_range(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 Timestamp::parse_rfc3339(v)
                     .ok_or_else(|| E::custom(format!("invalid RFC 3339 time {v:?}")))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut secs: Option<i64> = None;
+                let mut secs: Option<Timestamp> = None;
                 let mut nanos: u32 = 0;
                 while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
                     match key.as_ref() {
-                        "secs_since_epoch" => secs = Some(map.next_value()?),
-                        "nanos_since_epoch" => nanos = map.next_value()?,
+                        // Any number: what no calendar holds is kept out
+                        // of range rather than refusing the document.
+                        "secs_since_epoch" => secs = Some(map.next_value::<Timestamp>()?),
+                        "nanos_since_epoch" => {
+                            nanos = map.next_value::<u64>()?.min(u64::from(u32::MAX)) as u32
+                        }
                         _ => {
                             map.next_value::<de::IgnoredAny>()?;
                         }
                     }
                 }
                 let secs = secs.ok_or_else(|| de::Error::missing_field("secs_since_epoch"))?;
-                Ok(Timestamp::from_unix(secs, nanos))
+                Ok(Timestamp::from_unix(secs.secs, nanos))
             }
         }
         d.deserialize_any(TimeVisitor)
