@@ -25,7 +25,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -117,8 +117,9 @@ pub struct StatusDoc {
     pub listed: usize,
     /// How many of them are not kept.
     pub omitted: usize,
-    /// Figures over every listed connection.
-    pub summary: ConnectionSummary,
+    /// Figures over every listed connection: taken before the cut when the
+    /// list is cut, else when first asked for (a scrape never needs them).
+    summary: OnceLock<ConnectionSummary>,
 }
 
 /// The pool closes listed connections whose p95 exceeds this
@@ -192,17 +193,23 @@ impl StatusDoc {
         Self::keep(&Arc::new(status), usize::MAX)
     }
 
+    /// Figures over every connection the document listed.
+    pub fn summary(&self) -> &ConnectionSummary {
+        self.summary
+            .get_or_init(|| ConnectionSummary::of(&self.status.connections))
+    }
+
     fn keep(status: &Arc<PoolStatus>, max_connections: usize) -> Self {
         let listed = status.connections.len();
-        let summary = ConnectionSummary::of(&status.connections);
         if listed <= max_connections {
             return Self {
                 status: status.clone(),
                 listed,
                 omitted: 0,
-                summary,
+                summary: OnceLock::new(),
             };
         }
+        let summary = OnceLock::from(ConnectionSummary::of(&status.connections));
         let (kept, omitted) = keep_worst(status.connections.iter().collect(), max_connections);
         let capped = PoolStatus {
             endpoint: status.endpoint.clone(),
@@ -953,8 +960,8 @@ mod tests {
         assert_eq!(doc.status.endpoint, "e:1");
         assert_eq!(doc.status.backend.as_deref(), Some("b"));
         assert_eq!(doc.status.active_connections, Some(4.0));
-        assert_eq!(doc.summary.healthy, 3);
-        assert_eq!(doc.summary.errors_total, 9.0);
-        assert_eq!(doc.summary.p95_samples, [10.0, 20.0, 900.0]);
+        assert_eq!(doc.summary().healthy, 3);
+        assert_eq!(doc.summary().errors_total, 9.0);
+        assert_eq!(doc.summary().p95_samples, [10.0, 20.0, 900.0]);
     }
 }

@@ -492,7 +492,7 @@ const RATE_WINDOW: &str = "needs two status documents at least 1 s apart within 
 
 pub fn stats(views: &Views) -> Result<StatsView, ApiError> {
     let served = views.status()?;
-    let summary = &served.value.summary;
+    let summary = served.value.summary();
     let native = views.metrics();
     let r = &views.rates;
     let mut unknown = Unknown::default();
@@ -792,7 +792,7 @@ pub fn service_status(views: &Views, uptime: Duration) -> ServiceStatus {
         .metrics()
         .ok()
         .and_then(|n| mean_latency(&n.value.summary, views));
-    let visible = status.as_ref().is_some_and(|s| s.value.summary.shows_use);
+    let visible = status.as_ref().is_some_and(|s| s.value.summary().shows_use);
     let error_percent = if visible {
         r.errors_seen_per_second
             .zip(r.observations_per_second)
@@ -877,10 +877,10 @@ mod tests {
             ..ConnectionsQuery::default()
         };
         assert_eq!(ids(&unhealthy), ["10"]);
-        assert!(s.summary.shows_use);
+        assert!(s.summary().shows_use);
         let unused =
             status(r#"{"endpoint":"e","connections":[{"connection_id":1,"p95_latency_ms":0}]}"#);
-        assert!(!unused.summary.shows_use);
+        assert!(!unused.summary().shows_use);
     }
 
     #[test]
