@@ -244,7 +244,7 @@ fn per_connection_families(c: &mut Criterion) {
 fn derived_history(c: &mut Criterion) {
     let (status, _, _) = documents(10_000);
     let decoded: PoolStatus = serde_json::from_str(&status).unwrap();
-    let mut history = secure_channel_exporter::scrape::derived::PoolHistory::default();
+    let mut history = secure_channel_exporter::pool::history::PoolHistory::default();
     history.observe(&decoded);
     c.bench_function("derived/observe/10000", |b| {
         b.iter(|| history.observe(black_box(&decoded)))

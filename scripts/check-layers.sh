@@ -33,9 +33,10 @@ forbid exposition scrape rest ui app pool
 forbid http scrape rest ui app pool
 
 # Pool documents are fetched by the observer only: no other file calls the
-# client crate's fetching methods.
+# client crate's fetching methods. The exception is `check` (src/check/), a
+# one-shot diagnosis of the pool's raw answers that serves nothing.
 fetchers=$(grep -rnE '\.(fetch|status_until|health_until|metrics_text_until|connection_until)\(|\.(status|health|metrics_text)\(\)\.await|Monitor::builder' src --include='*.rs' \
-  | grep -vE '^src/(pool/observer\.rs|sim/)' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
+  | grep -vE '^src/(pool/observer\.rs|sim/|check/)' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
 [ -z "$fetchers" ] || breach "pool documents fetched outside src/pool/observer.rs:
 $fetchers"
 observer_fetches=$(grep -c 'api_client()' src/pool/observer.rs)

@@ -15,8 +15,8 @@ if grep -Eq '^(target/|.*\.orig\.rs$|.*~$)' <<<"$files"; then
   echo "package holds stray files:" >&2; echo "$files" >&2; exit 1
 fi
 
-cargo build --locked --bin secure-channel-sim -p secure-channel-exporter
-cargo build --locked -p secure-channel-client --examples
+# --workspace: the same feature set as the test build, so nothing is rebuilt.
+cargo build --locked --workspace --bins --examples
 work=$(mktemp -d)
 sim_pid=""
 trap '[ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"' EXIT

@@ -95,11 +95,11 @@ hadolint_dockerfile() {
 
 total_start=$SECONDS
 stage "install Prometheus, Alertmanager, Chromium and the Python packages if missing" install_tools
+# Built first, as the tests build them: the later stages run these
+# binaries, and a failing test must not leave them unbuilt.
+stage "build the workspace, its tests and binaries" cargo test --locked --workspace --no-run
 stage "cargo test --workspace (unit, property and black-box tests; the client crate's tests, doctests and examples)" \
   cargo test --locked --workspace
-# The later stages run the binaries the tests built; build them on their
-# own too, so that a failed test run does not leave them missing.
-stage "cargo build --bins (the binaries the next stages run)" cargo build --locked --bins
 stage "the client crate depends on no server, CLI or exposition code" client_crate_stands_alone
 stage "layers: scrape/ and rest/ stand on pool/ and exposition/, not on each other; pool documents fetched in one place" scripts/check-layers.sh
 stage "the client crate: cargo doc -D warnings, package list, examples against the simulator" \

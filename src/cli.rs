@@ -27,6 +27,8 @@ pub const DEFAULT_PORT: u16 = 10090;
 /// Prometheus exporter for a SecureChannelPool: each scrape of the telemetry
 /// path fetches the pool's status, health and native metrics and answers with
 /// per-connection series. Flags may be written --like.this or --like-this.
+/// `secure-channel-exporter check --help`: test the pool flags against the
+/// pool and see what the exporter would.
 #[derive(FromArgs, Debug, Default)]
 pub struct Args {
     /// base URL of the pool API (default http://127.0.0.1:9090, or env SECURE_CHANNEL_POOL_URL)
@@ -164,6 +166,179 @@ pub const DOTTED_FLAGS: &[&str] = &[
     "--log.format",
     "--demo.model",
 ];
+
+/// secure-channel-exporter check: fetch each of the pool's documents once
+/// with the exporter's pool flags and report what the exporter would see:
+/// reachable, auth, each document's status, size, format and decoding, the
+/// pool build it looks like, its timestamp encoding, and which shipped
+/// alerts can fire for that build. Exits 0 when every document is fine, 1
+/// when one failed, 2 for bad flags.
+#[derive(FromArgs, Debug, Default)]
+pub struct CheckArgs {
+    /// base URL of the pool API (default http://127.0.0.1:9090, or env SECURE_CHANNEL_POOL_URL)
+    #[argh(option)]
+    pub pool_url: Option<String>,
+    /// file holding the pool's X-Auth-Token; without it the token comes from env SECURE_CHANNEL_POOL_TOKEN, if set
+    #[argh(option)]
+    pub pool_auth_token_file: Option<String>,
+    /// time budget for the three fetches, e.g. 5s or 800ms (default 5s)
+    #[argh(option)]
+    pub pool_timeout: Option<String>,
+    /// PEM bundle of CA certificates trusted for an https pool, instead of the system roots
+    #[argh(option)]
+    pub pool_ca_file: Option<String>,
+    /// client certificate (PEM) presented to an https pool for mutual TLS; needs --pool.client-key-file
+    #[argh(option)]
+    pub pool_client_cert_file: Option<String>,
+    /// private key (PEM) of --pool.client-cert-file
+    #[argh(option)]
+    pub pool_client_key_file: Option<String>,
+    /// name to verify the pool's certificate against instead of the host in --pool.url
+    #[argh(option)]
+    pub pool_tls_server_name: Option<String>,
+    /// largest pool response body accepted, e.g. 8MiB or 500KB (default 8MiB)
+    #[argh(option)]
+    pub pool_max_body_size: Option<String>,
+    /// report format: text or json (default text)
+    #[argh(option)]
+    pub format: Option<String>,
+}
+
+/// How `check` prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckFormat {
+    Text,
+    Json,
+}
+
+/// The `check` subcommand's validated flags.
+#[derive(Debug, Clone)]
+pub struct CheckConfig {
+    pub pool: PoolClientConfig,
+    pub pool_timeout: Duration,
+    pub format: CheckFormat,
+}
+
+impl CheckConfig {
+    /// Validates the pool flags exactly as the exporter does.
+    pub fn from_args(
+        args: CheckArgs,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, FlagError> {
+        let format = flag_or("--format", &args.format, CheckFormat::Text, |v| match v {
+            "text" => Ok(CheckFormat::Text),
+            "json" => Ok(CheckFormat::Json),
+            _ => Err("expected text or json".into()),
+        })?;
+        let exporter_args = Args {
+            pool_url: args.pool_url,
+            pool_auth_token_file: args.pool_auth_token_file,
+            pool_timeout: args.pool_timeout,
+            pool_ca_file: args.pool_ca_file,
+            pool_client_cert_file: args.pool_client_cert_file,
+            pool_client_key_file: args.pool_client_key_file,
+            pool_tls_server_name: args.pool_tls_server_name,
+            pool_max_body_size: args.pool_max_body_size,
+            ..Args::default()
+        };
+        let (pool, pool_timeout) = pool_flags(&exporter_args, &env)?;
+        Ok(Self {
+            pool,
+            pool_timeout,
+            format,
+        })
+    }
+}
+
+/// argh's message for a command line it cannot read, with the flag as the
+/// user typed it and, for an unknown one, the closest flag in `help` when
+/// one is close (a typo, not a different word). `words` are the other
+/// things that may be typed there (subcommands).
+pub fn explain_parse_error(output: &str, typed: &[String], help: &str, words: &[&str]) -> String {
+    let message = dotted_help(output.trim_end());
+    let Some(unknown) = message.strip_prefix("Unrecognized argument: ") else {
+        return message;
+    };
+    let unknown = unknown.trim();
+    // argh saw the normalized spelling; show the one the user typed.
+    let shown = typed
+        .iter()
+        .map(|t| t.split_once('=').map_or(t.as_str(), |(name, _)| name))
+        .find(|t| t.replace('.', "-") == unknown)
+        .unwrap_or(unknown);
+    let mut candidates: Vec<String> = help
+        .split("Options:")
+        .nth(1)
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| w.starts_with("--"))
+        .map(|w| w.trim_end_matches(',').to_owned())
+        .collect();
+    candidates.extend(words.iter().map(|w| (*w).to_owned()));
+    let is_flag = shown.starts_with('-');
+    let what = if is_flag {
+        format!("unknown flag {shown}")
+    } else {
+        format!("unexpected argument {shown:?}")
+    };
+    match closest(shown, &candidates) {
+        Some(best) => format!("{what}: did you mean {best}?"),
+        None if is_flag => what,
+        None => format!("{what} (flags take the form --name value)"),
+    }
+}
+
+/// The candidate nearest `typed` by edit distance (dots and dashes count
+/// alike), when the distance is small for its length.
+fn closest<'a>(typed: &str, candidates: &'a [String]) -> Option<&'a str> {
+    let key = |s: &str| s.to_ascii_lowercase().replace('.', "-");
+    let typed_key = key(typed);
+    let allowed = (typed_key.len() / 4).clamp(2, 3);
+    let near = candidates
+        .iter()
+        .map(|c| (edit_distance(&typed_key, &key(c)), c))
+        .filter(|(d, _)| *d <= allowed)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.as_str());
+    // `--url` for `--pool.url`: the flag without its section, when only
+    // one section has it.
+    let bare = typed.trim_start_matches('-');
+    let mut sections = candidates
+        .iter()
+        .filter(|c| c.rsplit_once('.').is_some_and(|(_, name)| name == bare));
+    near.or_else(|| match (sections.next(), sections.next()) {
+        (Some(only), None) => Some(only.as_str()),
+        _ => None,
+    })
+}
+
+/// Edit distance over bytes (flag names are ASCII) in which swapping two
+/// neighbouring characters costs one edit, as typing them does.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    // d[i][j]: distance between a[..i] and b[..j].
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
 
 /// A flag value that cannot be used; the message names the flag.
 #[derive(Debug, thiserror::Error)]
@@ -408,44 +583,7 @@ fn validate_token(token: &str) -> Result<(), &'static str> {
 impl Config {
     /// Validates flags, falling back to `env` (injected for tests).
     pub fn from_args(args: Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, FlagError> {
-        let base_url = pool_url(args.pool_url.clone(), &env)?;
-        let pool_timeout = flag_or(
-            "--pool.timeout",
-            &args.pool_timeout,
-            Duration::from_secs(5),
-            |v| {
-                parse_duration(v).and_then(|d| {
-                    if d.is_zero() {
-                        Err("must be greater than zero".into())
-                    } else {
-                        Ok(d)
-                    }
-                })
-            },
-        )?;
-        if let Some(name) = &args.pool_tls_server_name {
-            check_tls_server_name(name, &base_url)?;
-        }
-        if let Some(path) = &args.pool_ca_file {
-            check_readable("--pool.ca-file", path)?;
-        }
-        let pool = PoolClientConfig {
-            token: pool_token(&args.pool_auth_token_file, &env)?,
-            connect_timeout: pool_timeout,
-            max_body_bytes: flag_or(
-                "--pool.max-body-size",
-                &args.pool_max_body_size,
-                // A 10,000-connection status is ~2 MB. Decoding a status
-                // costs ~4 bytes of memory per byte of body, so this also
-                // keeps the exporter under the sidecar's 64 MiB limit.
-                8 << 20,
-                parse_size,
-            )?,
-            ca_file: args.pool_ca_file.as_ref().map(PathBuf::from),
-            client_cert: client_cert(&args.pool_client_cert_file, &args.pool_client_key_file)?,
-            tls_server_name: args.pool_tls_server_name.clone(),
-            base_url,
-        };
+        let (pool, pool_timeout) = pool_flags(&args, &env)?;
         Ok(Config {
             pool,
             pool_timeout,
@@ -544,6 +682,44 @@ impl Config {
     }
 }
 
+/// The pool flags (`--pool.*`), shared by the exporter and `check`.
+fn pool_flags(
+    args: &Args,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(PoolClientConfig, Duration), FlagError> {
+    let base_url = pool_url(args.pool_url.clone(), env)?;
+    let pool_timeout = flag_or(
+        "--pool.timeout",
+        &args.pool_timeout,
+        Duration::from_secs(5),
+        positive_duration,
+    )?;
+    if let Some(name) = &args.pool_tls_server_name {
+        check_tls_server_name(name, &base_url)?;
+    }
+    if let Some(path) = &args.pool_ca_file {
+        check_readable("--pool.ca-file", path)?;
+    }
+    let pool = PoolClientConfig {
+        token: pool_token(&args.pool_auth_token_file, env)?,
+        connect_timeout: pool_timeout,
+        max_body_bytes: flag_or(
+            "--pool.max-body-size",
+            &args.pool_max_body_size,
+            // A 10,000-connection status is ~2 MB. Decoding a status
+            // costs ~4 bytes of memory per byte of body, so this also
+            // keeps the exporter under the sidecar's 64 MiB limit.
+            8 << 20,
+            parse_size,
+        )?,
+        ca_file: args.pool_ca_file.as_ref().map(PathBuf::from),
+        client_cert: client_cert(&args.pool_client_cert_file, &args.pool_client_key_file)?,
+        tls_server_name: args.pool_tls_server_name.clone(),
+        base_url,
+    };
+    Ok((pool, pool_timeout))
+}
+
 fn positive(v: &str) -> Result<usize, String> {
     v.parse::<usize>()
         .ok()
@@ -612,8 +788,13 @@ fn pool_url(flag: Option<String>, env: &impl Fn(&str) -> Option<String>) -> Resu
     };
     // The URL may carry credentials: errors show it redacted.
     let shown_url = secure_channel_client::redact_url_text(&url_text);
-    let base_url =
-        Url::parse(&url_text).map_err(|e| flag_error(source, &shown_url, e.to_string()))?;
+    let base_url = Url::parse(&url_text).map_err(|e| {
+        flag_error(
+            source,
+            &shown_url,
+            format!("{e}; expected a URL like http://127.0.0.1:9090"),
+        )
+    })?;
     if !matches!(base_url.scheme(), "http" | "https") || base_url.host().is_none() {
         return Err(flag_error(
             source,
@@ -836,6 +1017,25 @@ mod tests {
             let err = parse(args).unwrap_err();
             assert!(err.contains(flag), "{args:?}: {err}");
         }
+    }
+
+    #[test]
+    fn close_typos_get_a_suggestion_and_other_words_none() {
+        let flags: Vec<String> = ["--model", "--pool.url", "--web.listen-address", "--demo"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        assert_eq!(closest("--modle", &flags), Some("--model"));
+        assert_eq!(closest("--pool-ulr", &flags), Some("--pool.url"));
+        assert_eq!(
+            closest("--web.listen-adres", &flags),
+            Some("--web.listen-address")
+        );
+        assert_eq!(closest("--frobnicate", &flags), None);
+        assert_eq!(closest("--url", &flags), Some("--pool.url"));
+        assert_eq!(closest("--address", &flags), None);
+        assert_eq!(edit_distance("abcd", "acbd"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! Prometheus. See README.md for usage and docs/architecture.md for the architecture.
 
 pub mod app;
+pub mod check;
 pub mod cli;
 pub mod exposition;
 pub mod http;

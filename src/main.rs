@@ -1,27 +1,23 @@
 use std::process::ExitCode;
 
 use argh::FromArgs;
-use secure_channel_exporter::cli::{dotted_help, normalize_args, Args, Config};
-use secure_channel_exporter::{app, http, logging};
+use secure_channel_exporter::cli::{
+    dotted_help, explain_parse_error, normalize_args, Args, CheckArgs, CheckConfig, CheckFormat,
+    Config,
+};
+use secure_channel_exporter::{app, check, http, logging};
 
 const NAME: &str = "secure-channel-exporter";
 
 fn main() -> ExitCode {
     bound_allocator_retention();
-    let argv = normalize_args(std::env::args().skip(1));
-    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let args = match Args::from_args(&[NAME], &strs) {
+    let typed: Vec<String> = std::env::args().skip(1).collect();
+    if typed.first().map(String::as_str) == Some("check") {
+        return run_check(&typed[1..]);
+    }
+    let args = match parse_flags::<Args>(&[NAME], &typed, &["check"]) {
         Ok(args) => args,
-        Err(early) => {
-            return if early.status.is_ok() {
-                print!("{}", dotted_help(&early.output));
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("{NAME}: {}", dotted_help(early.output.trim_end()));
-                eprintln!("Run {NAME} --help for the flags.");
-                ExitCode::from(2)
-            };
-        }
+        Err(code) => return code,
     };
     if args.version {
         println!(
@@ -59,6 +55,83 @@ fn main() -> ExitCode {
             eprintln!("{NAME}: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Parses `typed` into `T`; on `--help` or an error, prints and returns
+/// the exit code (0 for help, 2 for a bad command line).
+fn parse_flags<T: FromArgs>(
+    command: &[&str],
+    typed: &[String],
+    words: &[&str],
+) -> Result<T, ExitCode> {
+    let argv = normalize_args(typed.iter().cloned());
+    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    T::from_args(command, &strs).map_err(|early| {
+        if early.status.is_ok() {
+            print!("{}", dotted_help(&early.output));
+            return ExitCode::SUCCESS;
+        }
+        let help = T::from_args(command, &["--help"])
+            .err()
+            .map(|e| dotted_help(&e.output))
+            .unwrap_or_default();
+        let name = command.join(" ");
+        eprintln!(
+            "{NAME}: {}",
+            explain_parse_error(&early.output, typed, &help, words)
+        );
+        eprintln!("Run {name} --help for the flags.");
+        ExitCode::from(2)
+    })
+}
+
+/// `secure-channel-exporter check`: exit 0 when every document is fine,
+/// 1 when one failed, 2 for bad flags.
+fn run_check(typed: &[String]) -> ExitCode {
+    let args = match parse_flags::<CheckArgs>(&[NAME, "check"], typed, &[]) {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
+    let config = match CheckConfig::from_args(args, |k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{NAME} check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("{NAME} check: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = match runtime.block_on(check::run(&config.pool, config.pool_timeout)) {
+        Ok(report) => report,
+        // A CA, certificate or key file that cannot be used: a flag's fault.
+        Err(e) => {
+            eprintln!("{NAME} check: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match config.format {
+        CheckFormat::Text => print!("{}", check::text(&report)),
+        CheckFormat::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("{NAME} check: cannot write the report: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

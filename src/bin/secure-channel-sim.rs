@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use argh::FromArgs;
-use secure_channel_exporter::cli::{normalize_args, parse_duration, parse_listen_address};
+use secure_channel_exporter::cli::{
+    dotted_help, explain_parse_error, normalize_args, parse_duration, parse_listen_address,
+};
 use secure_channel_exporter::http::web::WebConfigWatcher;
 use secure_channel_exporter::http::{shutdown_signal, ServeOptions};
 use secure_channel_exporter::logging::{self, LogFormat, LogLevel};
@@ -13,12 +15,16 @@ use secure_channel_exporter::sim::{self, Load, Model, SimConfig, SimHandle, SimP
 /// A simulated SecureChannelPool speaking the pool's wire format, with faults
 /// and load switchable at run time: PUT/DELETE /sim/faults/NAME, PUT
 /// /sim/load?callers=N&ops_per_second=F&..., PUT /sim/connections?count=N,
-/// GET /sim/state.
+/// GET /sim/state. With --pools N, one process serves N independent pools
+/// on N consecutive ports, each with its own control API.
 #[derive(FromArgs)]
 struct SimArgs {
-    /// address to listen on (default 127.0.0.1:9090)
+    /// address to listen on (default 127.0.0.1:9090); with --pools N, the first of N consecutive ports
     #[argh(option, default = "String::from(\"127.0.0.1:9090\")")]
     web_listen_address: String,
+    /// independent pools to serve, one per port from --web.listen-address up; each gets seed+i and the endpoint pool-I.ENDPOINT (I from 0) (default 1)
+    #[argh(option, default = "1")]
+    pools: u16,
     /// pool build to behave like: published (checked-out connections never come back; only idle ones are listed) or returning (default published)
     #[argh(option, default = "String::from(\"published\")")]
     model: String,
@@ -81,7 +87,8 @@ fn fail(message: String) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let argv = normalize_args(std::env::args().skip(1));
+    let typed: Vec<String> = std::env::args().skip(1).collect();
+    let argv = normalize_args(typed.iter().cloned());
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match SimArgs::from_args(&["secure-channel-sim"], &strs) {
         Ok(a) => a,
@@ -90,7 +97,11 @@ fn main() -> ExitCode {
                 print!("{}", early.output);
                 return ExitCode::SUCCESS;
             }
-            return fail(early.output.trim_end().to_owned());
+            let help = SimArgs::from_args(&["secure-channel-sim"], &["--help"])
+                .err()
+                .map(|e| dotted_help(&e.output))
+                .unwrap_or_default();
+            return fail(explain_parse_error(&early.output, &typed, &help, &[]));
         }
     };
     let time_format: TimeFormat = match args.time_format.parse() {
@@ -134,6 +145,10 @@ fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return fail(format!("invalid --web.listen-address: {e}")),
     };
+    let addresses = match pool_addresses(&address, args.pools) {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
     let web = match args
         .web_config_file
         .map(|f| WebConfigWatcher::new(f.into()))
@@ -165,21 +180,69 @@ fn main() -> ExitCode {
         Err(e) => return fail(format!("cannot start the async runtime: {e}")),
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&address).await {
-            Ok(l) => l,
-            Err(e) => return fail(format!("cannot listen on {address}: {e}")),
-        };
-        let local = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or(address);
-        tracing::info!(address = %local, "listening");
-        let handle = SimHandle::new(SimPool::new(config, sim::server::now_unix()));
-        let options = ServeOptions {
-            web: web.map(Arc::new),
-            ..ServeOptions::default()
-        };
-        sim::serve_with(listener, handle, tick, shutdown_signal(), options).await;
+        let mut listeners = Vec::with_capacity(addresses.len());
+        for address in &addresses {
+            match tokio::net::TcpListener::bind(address).await {
+                Ok(l) => listeners.push(l),
+                Err(e) => return fail(format!("cannot listen on {address}: {e}")),
+            }
+        }
+        let web = web.map(Arc::new);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let now = sim::server::now_unix();
+        let several = listeners.len() > 1;
+        let mut servers = Vec::with_capacity(listeners.len());
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let local = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| addresses[i].clone());
+            let mut config = config.clone();
+            if several {
+                // Distinct pools: their own endpoint label and random numbers.
+                config.endpoint = format!("pool-{i}.{}", config.endpoint);
+                config.seed = config.seed.wrapping_add(i as u64);
+            }
+            tracing::info!(address = %local, endpoint = %config.endpoint, "listening");
+            let handle = SimHandle::new(SimPool::new(config, now));
+            let mut stopped = stopped.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            };
+            servers.push(tokio::spawn(sim::serve_with(
+                listener,
+                handle,
+                tick,
+                shutdown,
+                ServeOptions {
+                    web: web.clone(),
+                    ..ServeOptions::default()
+                },
+            )));
+        }
+        shutdown_signal().await;
+        let _ = stop.send(true);
+        for server in servers {
+            let _ = server.await;
+        }
         ExitCode::SUCCESS
     })
+}
+
+/// `count` addresses on consecutive ports from `first` (one when `count`
+/// is 1; port 0 then means any free port).
+fn pool_addresses(first: &str, count: u16) -> Result<Vec<String>, String> {
+    if count <= 1 {
+        return Ok(vec![first.to_owned()]);
+    }
+    let (host, port) = first
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .ok_or_else(|| format!("invalid --web.listen-address {first:?}"))?;
+    if port == 0 || u32::from(port) + u32::from(count) > 65_536 {
+        return Err(format!(
+            "invalid --pools {count}: needs {count} consecutive ports from a fixed --web.listen-address port (not 0) up to 65535"
+        ));
+    }
+    Ok((0..count).map(|i| format!("{host}:{}", port + i)).collect())
 }

@@ -137,16 +137,12 @@ impl PoolClient {
 /// A fetched native exposition, parsed within `limits`. A body with content
 /// but no readable sample (an HTML error page, garbage) is a decode
 /// failure, described by the `Err` text.
-pub fn parse_native(
-    body: &[u8],
-    url: &str,
-    limits: ParseLimits,
-) -> Result<ParsedExposition, String> {
+pub fn parse_native(body: &[u8], limits: ParseLimits) -> Result<ParsedExposition, String> {
     let text = String::from_utf8_lossy(body);
     let parsed = exposition::parse_limited(&text, limits);
     if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
         return Err(format!(
-            "cannot decode the body of {url}: no readable sample in {} lines of text exposition",
+            "no readable sample in {} lines of text exposition",
             parsed.skipped_lines
         ));
     }

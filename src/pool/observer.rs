@@ -585,7 +585,8 @@ impl Observed for NativeDoc {
                 inner.settings.limits.parse(),
             );
             let read = tokio::task::spawn_blocking(move || -> Result<NativeDoc, String> {
-                let parsed = super::client::parse_native(&text, &url, limits)?;
+                let parsed = super::client::parse_native(&text, limits)
+                    .map_err(|detail| format!("cannot decode the body of {url}: {detail}"))?;
                 let summary = native::summarize(&parsed);
                 Ok(NativeDoc {
                     text,

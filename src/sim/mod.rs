@@ -7,7 +7,9 @@
 pub mod faults;
 pub mod pool;
 pub mod server;
+pub mod settings;
 
 pub use faults::{Fault, FaultSpec};
-pub use pool::{Load, Model, SimConfig, SimPool, TimeFormat};
+pub use pool::SimPool;
 pub use server::{serve, serve_with, SimHandle};
+pub use settings::{Load, Model, SimConfig, TimeFormat};

@@ -45,14 +45,82 @@ fn bad_flag_values_exit_non_zero_naming_the_flag() {
 }
 
 #[test]
-fn unknown_flags_are_refused() {
-    let (code, _, stderr) = run(&["--web.listen-adress", ":1"]);
+fn unknown_flags_are_refused_with_the_closest_flag() {
+    for (typed, suggestion) in [
+        ("--web.listen-adress", "--web.listen-address"),
+        ("--pool.ur", "--pool.url"),
+        ("--pool-url", ""),
+        ("--web.telemetry-pth", "--web.telemetry-path"),
+        ("--collector.conections", "--collector.connections"),
+        ("--verison", "--version"),
+    ] {
+        let (code, _, stderr) = run(&[typed, "x"]);
+        if suggestion.is_empty() {
+            // The dashed spelling is a known flag: it is the value that fails.
+            assert!(!stderr.contains("unknown flag"), "{stderr}");
+            continue;
+        }
+        assert_eq!(code, 2, "{typed}: {stderr}");
+        assert!(
+            stderr.contains(&format!("unknown flag {typed}: did you mean {suggestion}?")),
+            "{typed}: {stderr}"
+        );
+        assert!(stderr.contains("--help"), "{stderr}");
+    }
+    // Nothing close: no guess.
+    let (code, _, stderr) = run(&["--frobnicate", "x"]);
     assert_eq!(code, 2);
+    assert!(stderr.contains("unknown flag --frobnicate"), "{stderr}");
+    assert!(!stderr.contains("did you mean"), "{stderr}");
+    // A misspelt subcommand.
+    let (code, _, stderr) = run(&["chek"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("did you mean check?"), "{stderr}");
+}
+
+#[test]
+fn every_bad_value_names_its_flag() {
+    let file = temp_file("cli-cert", "not a certificate");
+    let file = file.to_str().unwrap();
+    for args in [
+        &["--pool.url", "notaurl"][..],
+        &["--pool.url", "ftp://pool:21"],
+        &["--pool.timeout", "0s"],
+        &["--pool.ca-file", "/nonexistent/ca.pem"],
+        &["--pool.client-cert-file", file],
+        &["--pool.client-key-file", file],
+        &["--pool.tls-server-name", "pool.internal"],
+        &["--pool.max-body-size", "0"],
+        &["--web.telemetry-path", "/"],
+        &["--web.scrape-timeout-offset", "soon"],
+        &["--web.max-connections", "none"],
+        &["--web.max-requests", "0"],
+        &["--web.read-header-timeout", "0s"],
+        &["--web.write-timeout", "never"],
+        &["--probe.allowed-targets", "ftp://x:1"],
+        &["--collector.max-connections", "many"],
+        &["--collector.max-native-series", "-3"],
+        &["--collector.max-label-value-length", "4"],
+        &["--collector.connections", "some"],
+        &["--api.cache-ttl", "x"],
+        &["--api.stale-max", "x"],
+        &["--api.cors-allowed-origins", "not an origin"],
+        &["--api.rate-limit", "fast"],
+        &["--api.rate-limit-burst", "0"],
+        &["--monitor.interval", "0s"],
+        &["--log.level", "chatty"],
+        &["--log.format", "xml"],
+        &["--demo.model", "other"],
+    ] {
+        let (code, _, stderr) = run(args);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(args[0]), "{args:?}: {stderr}");
+    }
+    let (_, _, stderr) = run(&["--pool.url", "notaurl"]);
     assert!(
-        stderr.contains("--web-listen-adress") || stderr.contains("Unrecognized"),
+        stderr.contains("invalid --pool.url \"notaurl\""),
         "{stderr}"
     );
-    assert!(stderr.contains("--help"));
 }
 
 #[test]
@@ -121,4 +189,21 @@ async fn custom_telemetry_path() {
     assert!(resp.text().await.unwrap().contains("secure_channel_up 1"));
     let old = client().get(exp.url("/metrics")).send().await.unwrap();
     assert_eq!(old.status(), 404);
+}
+
+#[test]
+fn the_simulator_suggests_flags_too() {
+    let out = Command::new(SIM)
+        .args(["--modle", "returning"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("unknown flag --modle: did you mean --model?"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["--url", "http://pool:9090"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("did you mean --pool.url?"), "{stderr}");
 }

@@ -129,8 +129,13 @@ async fn truncated_documents() {
 async fn oversized_bodies_are_refused_while_streaming() {
     let (sim, exp, s) = with_fault("oversized", "status,metrics").await;
     assert_failed(&s, &exp, &["status", "metrics"], "too_large");
-    // The cap is a flag: with room for 32 MiB the same bodies decode.
-    let roomy = exporter(&sim, &["--pool.max-body-size", "40MiB"]);
+    // The cap is a flag: with room for 32 MiB the same bodies decode. Two
+    // 32 MiB bodies take a debug build on a busy machine longer than the
+    // default --pool.timeout, which is not what this case is about.
+    let roomy = exporter(
+        &sim,
+        &["--pool.max-body-size", "40MiB", "--pool.timeout", "120s"],
+    );
     let s = scrape(&roomy).await;
     assert_eq!(s.value("secure_channel_up", &[]), 1.0);
     assert_eq!(s.source_up("metrics"), 1.0);

@@ -2,6 +2,7 @@
 
 mod adversarial;
 mod certs;
+mod check;
 mod cli;
 mod common;
 mod compression;

@@ -234,13 +234,22 @@ async fn caller_deadlines_are_not_pool_failures() {
     .await;
     let c = with_breaker(&pool.url(), 3, Duration::from_secs(60));
     let clone = c.clone();
+    // Long enough for each request to reach the pool even on a busy
+    // machine, so that the count below is the pool's and not the clock's.
     for _ in 0..3 {
         let e = c
-            .status(CallOptions::new().timeout(Duration::from_millis(50)))
+            .status(CallOptions::new().timeout(Duration::from_secs(1)))
             .await
             .unwrap_err();
         assert!(e.is_timeout(), "{e:?}");
     }
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while pool.count() < 3 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the three timed-out requests reached the pool");
     assert_eq!(
         c.circuit_state(),
         Some(CircuitState::Closed { failures: 0 })
