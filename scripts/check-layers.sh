@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The exporter's layers (docs/architecture.md): the features scrape/, rest/
-# and ui/ stand on the pool layer (src/pool) and the exposition layer
-# (src/exposition), never on each other's code, and pool documents are
-# fetched in one place, the pool's observer. Exits 1 naming each breach.
+# and ui/ stand on the pool layer (src/pool), the exposition layer
+# (src/exposition) and, for rest/ and ui/, the views (src/view), never on
+# each other's code, and pool documents are fetched in one place, the
+# pool's observer. Exits 1 naming each breach.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,9 +25,11 @@ $hits"
   done
 }
 
-forbid scrape rest ui
-forbid rest scrape
-forbid ui scrape
+forbid scrape rest ui view
+forbid rest scrape ui
+forbid ui scrape rest
+# The views under the API and the status page know neither.
+forbid view scrape rest ui app
 # The layers under the features know none of them.
 forbid pool scrape rest ui app
 forbid exposition scrape rest ui app pool
@@ -43,6 +46,6 @@ observer_fetches=$(grep -c 'api_client()' src/pool/observer.rs)
 [ "$observer_fetches" -ge 1 ] || breach "src/pool/observer.rs no longer fetches: update this check"
 
 if [ "$status" -eq 0 ]; then
-  echo "layers ok: scrape/ and rest/ do not use each other; pool documents are fetched in src/pool/observer.rs"
+  echo "layers ok: scrape/, rest/ and ui/ do not use each other; pool documents are fetched in src/pool/observer.rs"
 fi
 exit "$status"

@@ -129,7 +129,7 @@ fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteErr
             ui::landing::page(&app.telemetry_path, app.collector.pool_url())
         })?
         .route("/status", |app: Arc<Exporter>, req, _| async move {
-            ui::status::page(&app.api, req.uri().query()).await
+            ui::status::page(req.uri().query(), || app.api.views()).await
         })?
         .route("/ready", |app: Arc<Exporter>, _, _| async move {
             scrape::routes::ready(&app.collector).await

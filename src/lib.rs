@@ -12,3 +12,4 @@ pub mod rest;
 pub mod scrape;
 pub mod sim;
 pub mod ui;
+pub mod view;

@@ -5,11 +5,11 @@
 //! ([`metrics`]). `/metrics` reads the same observer fresh.
 
 pub mod cors;
-pub mod error;
 pub mod limit;
 pub mod metrics;
-pub mod query;
-pub mod views;
+
+pub use crate::view::answers as views;
+pub use crate::view::{error, query};
 
 use std::time::Duration;
 

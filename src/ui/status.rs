@@ -8,8 +8,9 @@ use hyper::{Response, StatusCode};
 
 use super::landing::html_escape;
 use crate::http::{respond, Body};
-use crate::rest::query::{whole_number, ConnectionsQuery, Order, SortKey, MAX_LIMIT};
-use crate::rest::{views, Api};
+use crate::pool::Recent;
+use crate::view::answers as views;
+use crate::view::query::{whole_number, ConnectionsQuery, Order, SortKey, MAX_LIMIT};
 
 /// Seconds between refreshes unless `?refresh=` says otherwise.
 const DEFAULT_REFRESH_SECONDS: u32 = 5;
@@ -63,7 +64,12 @@ fn shown(n: Option<views::Num>) -> Option<String> {
         .map(|v| v.to_string())
 }
 
-pub async fn page(api: &Api, query: Option<&str>) -> Response<Body> {
+/// The page for `query`, made from what `read` returns (the pool's recent
+/// documents, read only once the query is known to be good).
+pub async fn page<F>(query: Option<&str>, read: impl FnOnce() -> F) -> Response<Body>
+where
+    F: std::future::Future<Output = Recent>,
+{
     let (q, refresh) = match page_query(query) {
         Ok(x) => x,
         Err(e) => {
@@ -74,7 +80,7 @@ pub async fn page(api: &Api, query: Option<&str>) -> Response<Body> {
             )
         }
     };
-    let views = api.views().await;
+    let views = read().await;
     let health = views::health(&views);
     let (state, word, explanation, assessment) = match &health {
         Ok(h) => (

@@ -1,5 +1,6 @@
-//! The API's JSON answers, built from the cached documents. Pure apart
-//! from reading the clock.
+//! The views of a pool, one typed struct each: the REST API's JSON answers
+//! and what the status page renders, built from the observer's recent
+//! reads. Pure apart from reading the clock.
 //!
 //! What the pool cannot tell is `null` with a reason in the answer's
 //! `unknown` list, never a 0 that reads as a measurement (docs/pool-behaviour.md).
