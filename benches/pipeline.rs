@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use secure_channel_exporter::exposition::encode::Encoder;
-use secure_channel_exporter::exposition::{parse, Format};
+use secure_channel_exporter::exposition::{buffer, parse, Encoding, Format};
 use secure_channel_exporter::pool::{Health, PoolStatus};
 use secure_channel_exporter::scrape::translate::{
-    encode_scrape, translate, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
-    TranslateOptions,
+    encode_scrape, translate, write_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters,
+    SourceOutcome, TranslateOptions,
 };
 use secure_channel_exporter::sim::{SimConfig, SimPool};
 
@@ -93,6 +93,17 @@ fn pipeline(c: &mut Criterion) {
                 encoder.families(&t.own);
                 encoder.families(t.native.iter().map(|f| &**f));
                 encoder.finish()
+            })
+        });
+        // As the exporter writes an answer: into a buffer of the answers'
+        // pool, shared and given back, so a steady pool's answer reuses
+        // the pages of the last one instead of faulting in fresh ones.
+        group.bench_function("translate_encode_text_pooled", |b| {
+            let answers = buffer::answers();
+            b.iter(|| {
+                let mut encoder = Encoder::with_buffer(Format::PrometheusText, answers.take(0));
+                write_scrape(black_box(&snap), &counters, &options(), &[], &mut encoder);
+                answers.share(encoder.finish().into_bytes())
             })
         });
         // All the CPU work of one scrape but the I/O.
@@ -281,6 +292,20 @@ fn compression(c: &mut Criterion) {
             );
             group.bench_function(format!("gzip_{level}"), |b| {
                 b.iter(|| gzip(black_box(level)))
+            });
+        }
+        // What the exporter sends: gzip level 2 in pieces on every core,
+        // zstd level 1 with a kept context, into the answers' buffer pool.
+        for encoding in [Encoding::Gzip, Encoding::Zstd] {
+            let ours = || encoding.compress(body.as_bytes()).unwrap();
+            eprintln!(
+                "compress/{n}: identity {} bytes, exporter {} {} bytes",
+                body.len(),
+                encoding.as_str(),
+                ours().len()
+            );
+            group.bench_function(format!("exporter_{}", encoding.as_str()), |b| {
+                b.iter(|| black_box(ours()))
             });
         }
         for level in [1, 3] {

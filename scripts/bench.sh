@@ -65,13 +65,13 @@ echo "==> end to end: the exporter against the limit"
 } >>"$report"
 cargo bench --locked --bench scrape_load -- $quick | tee -a "$report"
 
-echo "==> against a C-class limit: wrk (Debian), with and without compression"
+echo "==> against nginx serving the pool's documents, and a Python peer: wrk, compressed and not"
 {
   echo
-  echo "## Against wrk (one connection, p50), compressed and not"
+  echo "## Against the limit and the Python peer (wrk, one connection)"
   echo
 } >>"$report"
-if [ -n "$quick" ]; then wrk_secs=2; else wrk_secs=10; fi
-scripts/bench-wrk.sh "$wrk_secs" | tee -a "$report"
+if [ -n "$quick" ]; then wrk_secs=1 wrk_rounds=1; else wrk_secs=3 wrk_rounds=3; fi
+scripts/bench-wrk.sh "$wrk_secs" "$wrk_rounds" | tee -a "$report"
 
 echo "==> report written to $report"

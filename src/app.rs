@@ -11,14 +11,15 @@ use hyper::{Request, StatusCode};
 use tokio::net::TcpListener;
 
 use crate::cli::Config;
+use crate::exposition::{Encoder, Families};
 use crate::http::bind::{bind_all, systemd_listeners, BindError};
 use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
 use crate::http::{self, text, Gate, RouteOptions, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
 use crate::pool::{PoolClient, PoolSettings, Redactor};
-use crate::rest::{self, Api, ApiConfig, CacheSettings};
-use crate::scrape::self_metrics::WebMetrics;
+use crate::rest::{self, Api, ApiConfig, ApiMetrics, CacheSettings};
+use crate::scrape::self_metrics::{WebFamilies, WebMetrics};
 use crate::scrape::{self, Collector, Probe};
 use crate::sim::{self, SimConfig, SimHandle, SimPool};
 use crate::ui;
@@ -94,6 +95,24 @@ struct Exporter {
 
 /// The liveness paths: ours and Prometheus' own spelling.
 pub const LIVENESS: [&str; 2] = ["/health", "/-/healthy"];
+/// The families of the web and API layers in the scrape's answer.
+struct WebAndApi<'a> {
+    web: WebFamilies<'a>,
+    api: &'a ApiMetrics,
+}
+
+impl Families for WebAndApi<'_> {
+    fn encode(&self, encoder: &mut Encoder) {
+        self.web.encode(encoder);
+        self.api.encode(encoder);
+    }
+
+    fn version(&self) -> u64 {
+        // Either changing changes the sum's bits somewhere; a collision
+        // would only serve web counters one scrape old.
+        self.web.version() ^ self.api.version().rotate_left(32)
+    }
+}
 
 /// Every path the exporter answers. `cors`: whether CORS preflights reach
 /// the API.
@@ -142,16 +161,12 @@ fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteErr
             &literal(telemetry_path),
             |app: Arc<Exporter>, req, _| async move {
                 let reload_ok = app.web.as_ref().is_none_or(|w| w.last_reload_ok());
-                let web_metrics = |format| {
-                    app.web_metrics.render(reload_ok, format) + &app.api.metrics().render(format)
+                let extra = WebAndApi {
+                    web: app.web_metrics.with_reload(reload_ok),
+                    api: app.api.metrics(),
                 };
-                scrape::routes::metrics(
-                    &app.collector,
-                    &req,
-                    app.scrape_timeout_offset,
-                    web_metrics,
-                )
-                .await
+                scrape::routes::metrics(&app.collector, &req, app.scrape_timeout_offset, &extra)
+                    .await
             },
         )?
         .route("/probe", |app: Arc<Exporter>, req, _| async move {

@@ -3,7 +3,7 @@
 //! the guard that keeps the pool's native families from shadowing ours,
 //! or the series Prometheus makes up for every target, is derived from it.
 
-use crate::exposition::{Format, MetricFamily, MetricType};
+use crate::exposition::{MetricFamily, MetricType};
 
 /// One family the exporter writes.
 #[derive(Debug)]
@@ -162,18 +162,6 @@ pub fn register(
 ) {
     let name = def.name.strip_suffix("_total").unwrap_or(def.name);
     registry.register(name, def.help.trim_end_matches('.'), metric);
-}
-
-/// Writes `registry` in `format`, without OpenMetrics' `# EOF` (the
-/// answer's own encoder ends it).
-pub fn encode(registry: &prometheus_client::registry::Registry, format: Format, out: &mut String) {
-    // Writing into a String cannot fail.
-    let _ = match format {
-        Format::OpenMetrics => prometheus_client::encoding::text::encode_registry(out, registry),
-        Format::PrometheusText => {
-            prometheus_client::encoding::prometheus_text::encode(out, registry)
-        }
-    };
 }
 
 #[cfg(test)]

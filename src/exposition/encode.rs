@@ -25,17 +25,66 @@ impl Format {
 }
 
 /// Encodes families in order; call [`Encoder::finish`] for the final text.
+///
+/// A scrape's answer is written by one encoder from the first family to
+/// the last, straight into the buffer that is sent: the translated pool,
+/// the process metrics, the counters kept in prometheus-client registries
+/// ([`Encoder::registry`]), the families of the web and API layers
+/// ([`Families`]) and the pool's native families, then OpenMetrics'
+/// `# EOF` once, from [`Encoder::finish`].
 pub struct Encoder {
     format: Format,
     out: String,
 }
 
+/// Families that a feature adds to the scrape's answer, written by the
+/// answer's encoder in its format.
+pub trait Families {
+    fn encode(&self, encoder: &mut Encoder);
+    /// Changes whenever what [`encode`](Self::encode) writes may have: a
+    /// rendering shared by several scrapes is reused only while it holds.
+    fn version(&self) -> u64;
+}
+
+/// No families.
+impl Families for () {
+    fn encode(&self, _: &mut Encoder) {}
+    fn version(&self) -> u64 {
+        0
+    }
+}
+
 impl Encoder {
     pub fn new(format: Format, capacity: usize) -> Self {
+        Self::with_buffer(format, Vec::with_capacity(capacity))
+    }
+
+    /// An encoder writing into `buffer` (emptied first), e.g. one taken
+    /// from [`super::buffer::answers`].
+    pub fn with_buffer(format: Format, mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
         Self {
             format,
-            out: String::with_capacity(capacity),
+            out: String::from_utf8(buffer).expect("an empty buffer is valid UTF-8"),
         }
+    }
+
+    /// Makes room for `additional` more bytes, so that the text is not
+    /// copied into a larger buffer halfway.
+    pub fn reserve(&mut self, additional: usize) {
+        self.out.reserve(additional);
+    }
+
+    /// Every family of a prometheus-client `registry` (the counters that
+    /// live across scrapes), by that crate's encoders for the two formats.
+    pub fn registry(&mut self, registry: &prometheus_client::registry::Registry) {
+        use prometheus_client::encoding::{prometheus_text, text};
+        // Writing into a String cannot fail; `encode_registry` writes no
+        // `# EOF` of its own.
+        let _ = match self.format {
+            Format::OpenMetrics => text::encode_registry(&mut self.out, registry),
+            Format::PrometheusText => prometheus_text::encode(&mut self.out, registry),
+        };
     }
 
     pub fn families<'a>(&mut self, families: impl IntoIterator<Item = &'a MetricFamily>) {

@@ -5,14 +5,15 @@
 //! exposition round-trips unchanged and the encoders decide how each format
 //! spells it.
 
+pub mod buffer;
 pub mod catalogue;
 pub mod compress;
 pub mod encode;
 pub mod negotiate;
 pub mod parse;
 
-pub use compress::{negotiate_encoding, Encoding};
-pub use encode::{encode, Format};
+pub use compress::{compress, negotiate_encoding, Encoding};
+pub use encode::{encode, Encoder, Families, Format};
 pub use negotiate::negotiate;
 pub use parse::{parse, parse_limited, ParseLimits, ParsedExposition};
 

@@ -14,7 +14,6 @@
 //! Pure: the collector feeds it each status document it fetched.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::pool::{ConnectionId, PoolStatus};
 
@@ -43,14 +42,17 @@ struct Seen {
 }
 
 /// The last numbers of each connection listed, by id. Integer ids (every
-/// known pool build) are keyed as integers with a multiplicative hash: at
-/// 10,000 connections a scrape looks up 10,000 ids, and hashing strings
-/// with SipHash (and allocating a key for each) cost about 10 % of the
-/// scrape.
+/// known pool build) are keyed as integers: at 10,000 connections a scrape
+/// looks up 10,000 ids, and hashing strings with SipHash (and allocating a
+/// key for each) cost about 10 % of the scrape. The hash is foldhash,
+/// seeded per process: the ids are the pool's to choose, and an unseeded
+/// hash lets chosen ids (multiples of a power of two, for a
+/// multiplicative hash) collide into one bucket and make every lookup a
+/// scan.
 #[derive(Debug, Default)]
 struct SeenConnections {
-    by_number: HashMap<u64, Seen, BuildHasherDefault<MultiplyHasher>>,
-    by_name: HashMap<String, Seen>,
+    by_number: HashMap<u64, Seen, foldhash::fast::RandomState>,
+    by_name: HashMap<String, Seen, foldhash::fast::RandomState>,
 }
 
 impl SeenConnections {
@@ -78,29 +80,6 @@ impl SeenConnections {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.by_number.len() + self.by_name.len()
-    }
-}
-
-/// Fibonacci hashing of one `u64`: ids are small sequential integers, and
-/// a map of them needs spreading, not resistance to chosen keys (an
-/// attacker who controls the pool's ids can already make the pool's own
-/// document as large as the body cap allows).
-#[derive(Default)]
-struct MultiplyHasher(u64);
-
-impl Hasher for MultiplyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
 

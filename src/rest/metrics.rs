@@ -2,6 +2,7 @@
 //! `/metrics` answer: requests by route and status code, latency by route,
 //! and how the cached snapshot served them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,8 +12,8 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::exposition::catalogue;
-use crate::exposition::catalogue::{encode, register};
-use crate::exposition::Format;
+use crate::exposition::catalogue::register;
+use crate::exposition::{Encoder, Families};
 use crate::pool::Lookup;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +46,8 @@ pub struct ApiMetrics {
     requests: Family<RequestLabels, Counter>,
     duration: HistogramFamily,
     cache: Family<CacheLabels, Counter>,
+    /// Bumped on every change, for [`Families::version`].
+    changes: AtomicU64,
 }
 
 impl Default for ApiMetrics {
@@ -80,6 +83,7 @@ impl Default for ApiMetrics {
             requests,
             duration,
             cache,
+            changes: AtomicU64::new(0),
         }
     }
 }
@@ -93,6 +97,7 @@ impl ApiMetrics {
         self.duration
             .get_or_create(&RouteLabels { route })
             .observe(took.as_secs_f64());
+        self.changes.fetch_add(1, Ordering::Release);
     }
 
     pub fn lookup(&self, lookup: Lookup) {
@@ -101,19 +106,30 @@ impl ApiMetrics {
                 result: lookup.as_str(),
             })
             .inc();
+        self.changes.fetch_add(1, Ordering::Release);
+    }
+}
+
+impl Families for ApiMetrics {
+    fn encode(&self, encoder: &mut Encoder) {
+        encoder.registry(&self.registry);
     }
 
-    pub fn render(&self, format: Format) -> String {
-        let mut out = String::with_capacity(4096);
-        encode(&self.registry, format, &mut out);
-        out
+    fn version(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::parse;
+    use crate::exposition::{parse, Format};
+
+    fn render(m: &ApiMetrics, format: Format) -> String {
+        let mut encoder = Encoder::new(format, 0);
+        m.encode(&mut encoder);
+        encoder.finish()
+    }
 
     #[test]
     fn counts_requests_latency_and_lookups() {
@@ -128,8 +144,10 @@ mod tests {
             200,
             Duration::from_millis(3),
         );
+        let before = m.version();
         m.lookup(Lookup::Stale);
-        let text = m.render(Format::PrometheusText);
+        assert_ne!(m.version(), before);
+        let text = render(&m, Format::PrometheusText);
         let parsed = parse(&text);
         assert_eq!(parsed.skipped_lines, 0, "{text}");
         assert!(text.contains("secure_channel_exporter_api_requests_total{route=\"/api/v1/secure-channel/status\",code=\"200\"} 2\n"), "{text}");
@@ -142,7 +160,7 @@ mod tests {
             text.contains("secure_channel_exporter_api_cache_requests_total{result=\"hit\"} 0\n"),
             "{text}"
         );
-        let om = m.render(Format::OpenMetrics);
-        assert!(!om.contains("# EOF"), "{om}");
+        let om = render(&m, Format::OpenMetrics);
+        assert_eq!(om.matches("# EOF").count(), 1, "{om}");
     }
 }

@@ -18,13 +18,12 @@ use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exposition::compress::MIN_COMPRESS_BYTES;
-use crate::exposition::{Encoding, Format};
+use crate::exposition::{buffer, compress, Encoder, Encoding, Families, Format};
 use crate::pool::Limits;
 use crate::pool::{Document, Outcome, PoolClient, PoolObserver, PoolSettings, Redactor};
 use crate::scrape::self_metrics::SourceMetrics;
 use crate::scrape::translate::{
-    encode_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
+    write_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
     TranslateOptions,
 };
 
@@ -42,6 +41,8 @@ pub struct Collector {
     /// The fetch in flight, for scrapes that arrive meanwhile to join.
     in_flight: Mutex<Option<Flight>>,
     next_flight: AtomicU64,
+    /// Length of the last answer rendered, to take a buffer that fits.
+    last_answer_len: AtomicUsize,
 }
 
 struct Flight {
@@ -70,7 +71,8 @@ struct Rendered {
     fallback: Option<String>,
     /// `SourceMetrics::generation` when it was rendered.
     sources: u64,
-    trailing: String,
+    /// `Families::version` of the extra families it was rendered with.
+    extra: u64,
     body: Bytes,
     /// gzip and zstd, each made by the first scrape that asked for it.
     compressed: [Option<Bytes>; 2],
@@ -136,6 +138,7 @@ impl Collector {
             sources,
             in_flight: Mutex::new(None),
             next_flight: AtomicU64::new(0),
+            last_answer_len: AtomicUsize::new(0),
         }
     }
 
@@ -255,34 +258,32 @@ impl Collector {
     /// Renders a scrape with the counters as they stand now.
     #[cfg(test)]
     fn render(&self, collected: &Collected, format: Format) -> String {
-        if collected.sharers == 1 {
-            let (counters, fallback) = self.render_inputs();
-            return self.encode(collected, &counters, fallback.as_deref(), format, "");
-        }
-        let (body, _) = self.render_shared(collected, format, "", Encoding::Identity);
+        let (body, _) = self.render_bytes(collected, format, &(), Encoding::Identity);
         String::from_utf8(body.to_vec()).expect("the encoder writes UTF-8")
     }
 
-    /// `render` (test-only) with `trailing` text (families already
-    /// encoded in `format`) appended before OpenMetrics' `# EOF`, in
-    /// `encoding` when the body is large enough to gain from it, without a
-    /// copy: the scrapes that joined one fetch send the same buffer, and
-    /// it is compressed once per coding between them. Under 64 concurrent
-    /// scrapes of a 10,000-connection pool that is one 4 MiB body (and one
-    /// compression) instead of 64. Returns the coding actually used.
+    /// The answer to a scrape of `collected`, with `extra`'s families (the
+    /// web and API layers') among the rest, in `encoding` when the body is
+    /// large enough to gain from it (see [`compress()`]). Returns the coding
+    /// actually used.
+    ///
+    /// The scrapes that joined one fetch send the same buffer, compressed
+    /// once per coding between them: under 64 concurrent scrapes of a
+    /// 10,000-connection pool that is one 4 MiB body (and one compression)
+    /// instead of 64.
     pub fn render_bytes(
         &self,
         collected: &Collected,
         format: Format,
-        trailing: &str,
+        extra: &dyn Families,
         encoding: Encoding,
     ) -> (Bytes, Encoding) {
         if collected.sharers == 1 {
             let (counters, fallback) = self.render_inputs();
-            let body = self.encode(collected, &counters, fallback.as_deref(), format, trailing);
-            return compressed(Bytes::from(body), encoding);
+            let body = self.encode(collected, &counters, fallback.as_deref(), format, extra);
+            return compress(&body, encoding);
         }
-        self.render_shared(collected, format, trailing, encoding)
+        self.render_shared(collected, format, extra, encoding)
     }
 
     fn render_inputs(&self) -> (SourceCounters, Option<String>) {
@@ -295,14 +296,18 @@ impl Collector {
         (counters, fallback)
     }
 
+    /// Every family of the answer, written once by one encoder into a
+    /// buffer of the answers' pool the size of the last answer (so a
+    /// steady pool's answer never grows or copies its buffer), finished
+    /// once.
     fn encode(
         &self,
         snapshot: &Snapshot,
         counters: &SourceCounters,
         fallback: Option<&str>,
         format: Format,
-        trailing: &str,
-    ) -> String {
+        extra: &dyn Families,
+    ) -> Bytes {
         let options = TranslateOptions {
             max_connections: self.max_connections,
             connections: self.connections,
@@ -310,35 +315,33 @@ impl Collector {
             build: &BuildInfo::CURRENT,
             max_label_value_len: self.limits.max_label_value_len,
         };
-        let mut body = encode_scrape(
+        let answers = buffer::answers();
+        let last = self.last_answer_len.load(Ordering::Relaxed);
+        let mut encoder = Encoder::with_buffer(format, answers.take(last));
+        write_scrape(
             snapshot,
             counters,
             &options,
             &crate::scrape::process::families(),
-            format,
+            &mut encoder,
         );
-        const EOF: &str = "# EOF\n";
-        let eof = format == Format::OpenMetrics && body.ends_with(EOF);
-        if eof {
-            body.truncate(body.len() - EOF.len());
-        }
-        self.sources.encode(format, &mut body);
-        body.push_str(trailing);
-        if eof {
-            body.push_str(EOF);
-        }
-        body
+        self.sources.encode(&mut encoder);
+        extra.encode(&mut encoder);
+        let body = encoder.finish().into_bytes();
+        self.last_answer_len.store(body.len(), Ordering::Relaxed);
+        answers.share(body)
     }
 
     fn render_shared(
         &self,
         collected: &Collected,
         format: Format,
-        trailing: &str,
+        extra: &dyn Families,
         encoding: Encoding,
     ) -> (Bytes, Encoding) {
         let (counters, fallback) = self.render_inputs();
         let sources = self.sources.generation();
+        let extra_version = extra.version();
         // Held while rendering and compressing, so that scrapes of one fetch
         // render and compress it once between them rather than each in turn.
         let mut rendered = collected.rendered.lock().unwrap_or_else(|e| e.into_inner());
@@ -347,16 +350,16 @@ impl Collector {
             done.counters == counters
                 && done.fallback == fallback
                 && done.sources == sources
-                && done.trailing == trailing
+                && done.extra == extra_version
         });
         if !current {
-            let body = self.encode(collected, &counters, fallback.as_deref(), format, trailing);
+            let body = self.encode(collected, &counters, fallback.as_deref(), format, extra);
             *slot = Some(Rendered {
                 counters,
                 fallback,
                 sources,
-                trailing: trailing.to_owned(),
-                body: Bytes::from(body),
+                extra: extra_version,
+                body,
                 compressed: [None, None],
             });
         }
@@ -369,7 +372,7 @@ impl Collector {
         if let Some(body) = &done.compressed[index] {
             return (body.clone(), encoding);
         }
-        let (body, used) = compressed(done.body.clone(), encoding);
+        let (body, used) = compress(&done.body, encoding);
         if used == encoding {
             done.compressed[index] = Some(body.clone());
         }
@@ -403,21 +406,6 @@ fn outcome<T>(o: Outcome<T>) -> SourceOutcome<Arc<T>> {
     SourceOutcome {
         result: o.result.map_err(|e| e.reason()),
         duration: o.duration,
-    }
-}
-
-/// `body` in `encoding`, or as it is when it is too small to gain from it
-/// (or, in theory, the encoder failed).
-fn compressed(body: Bytes, encoding: Encoding) -> (Bytes, Encoding) {
-    if encoding == Encoding::Identity || body.len() < MIN_COMPRESS_BYTES {
-        return (body, Encoding::Identity);
-    }
-    match encoding.compress(&body) {
-        Ok(small) => (small, encoding),
-        Err(e) => {
-            tracing::warn!(encoding = encoding.as_str(), error = %e, "compression failed; answering uncompressed");
-            (body, Encoding::Identity)
-        }
     }
 }
 
@@ -536,26 +524,49 @@ mod tests {
         assert_eq!(first.sharers, 16);
 
         let text = c.render(&first, Format::PrometheusText);
-        let (shared, _) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Identity);
+        let (shared, _) = c.render_bytes(&first, Format::PrometheusText, &(), Encoding::Identity);
         assert_eq!(text.as_bytes(), &shared[..]);
-        let (again, _) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Identity);
+        let (again, _) = c.render_bytes(&first, Format::PrometheusText, &(), Encoding::Identity);
         assert_eq!(
             shared.as_ptr(),
             again.as_ptr(),
             "one buffer for all joiners"
         );
-        let extra = "# HELP x h\n# TYPE x counter\nx_total 1\n";
-        let (om, _) = c.render_bytes(&first, Format::OpenMetrics, extra, Encoding::Identity);
+        struct Extra(std::sync::atomic::AtomicU64);
+        impl Families for Extra {
+            fn encode(&self, encoder: &mut Encoder) {
+                let value = self.0.load(Ordering::Relaxed) as f64;
+                encoder.family(
+                    &crate::exposition::MetricFamily::new(
+                        "x_total",
+                        "h",
+                        crate::exposition::MetricType::Counter,
+                    )
+                    .with_sample(vec![], value),
+                );
+            }
+            fn version(&self) -> u64 {
+                self.0.load(Ordering::Relaxed)
+            }
+        }
+        let extra = Extra(1.into());
+        let (om, _) = c.render_bytes(&first, Format::OpenMetrics, &extra, Encoding::Identity);
         assert!(om.ends_with(b"# HELP x h\n# TYPE x counter\nx_total 1\n# EOF\n"));
+        assert_eq!(om.windows(6).filter(|w| w == b"# EOF\n").count(), 1);
+        let (again, _) = c.render_bytes(&first, Format::OpenMetrics, &extra, Encoding::Identity);
+        assert_eq!(om.as_ptr(), again.as_ptr(), "extra families unchanged");
+        extra.0.store(2, Ordering::Relaxed);
+        let (changed, _) = c.render_bytes(&first, Format::OpenMetrics, &extra, Encoding::Identity);
+        assert!(changed.ends_with(b"x_total 2\n# EOF\n"), "re-rendered");
         assert!(
             text.contains("secure_channel_exporter_source_requests_total{source=\"status\"} 1\n")
         );
         assert!(c.render(&first, Format::OpenMetrics).ends_with("# EOF\n"));
 
         // Compressed once per coding between the joiners, and the same text.
-        let (gz, used) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Gzip);
+        let (gz, used) = c.render_bytes(&first, Format::PrometheusText, &(), Encoding::Gzip);
         assert_eq!(used, Encoding::Gzip);
-        let (gz_again, _) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Gzip);
+        let (gz_again, _) = c.render_bytes(&first, Format::PrometheusText, &(), Encoding::Gzip);
         assert_eq!(
             gz.as_ptr(),
             gz_again.as_ptr(),
@@ -565,7 +576,7 @@ mod tests {
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut unzipped)
             .unwrap();
         assert_eq!(unzipped, text);
-        let (zs, used) = c.render_bytes(&first, Format::PrometheusText, "", Encoding::Zstd);
+        let (zs, used) = c.render_bytes(&first, Format::PrometheusText, &(), Encoding::Zstd);
         assert_eq!(used, Encoding::Zstd);
         assert_eq!(zstd::stream::decode_all(&zs[..]).unwrap(), text.as_bytes());
         assert!(zs.len() * 4 < text.len() && gz.len() * 4 < text.len());
@@ -580,19 +591,6 @@ mod tests {
         assert!(c
             .render(&first, Format::PrometheusText)
             .contains("secure_channel_exporter_source_requests_total{source=\"status\"} 2\n"));
-    }
-
-    #[test]
-    fn small_answers_are_not_compressed() {
-        let small = Bytes::from_static(b"secure_channel_up 1\n");
-        assert_eq!(
-            compressed(small.clone(), Encoding::Gzip),
-            (small, Encoding::Identity)
-        );
-        let big = Bytes::from(vec![b'a'; MIN_COMPRESS_BYTES]);
-        let (body, used) = compressed(big, Encoding::Zstd);
-        assert_eq!(used, Encoding::Zstd);
-        assert!(body.len() < 100);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::collector::Collector;
 use super::probe::{Probe, ProbeError};
-use crate::exposition::{negotiate, negotiate_encoding, Encoding, Format};
+use crate::exposition::{negotiate, negotiate_encoding, Encoding, Families};
 use crate::http::{respond, text, Body};
 
 /// Floor for a scrape deadline, so a tiny scrape timeout still tries.
@@ -40,14 +40,14 @@ pub fn scrape_budget(
 }
 
 /// One scrape of `collector` in the negotiated format and content coding,
-/// with the families `extra` writes in that format appended. Scrapes that
+/// with `extra`'s families written into the same answer. Scrapes that
 /// shared one pool fetch also share the rendered body and its compressed
 /// forms (no per-response copy or compression of a multi-megabyte answer).
 pub async fn metrics(
     collector: &Collector,
     req: &Request<Incoming>,
     offset: Duration,
-    extra: impl FnOnce(Format) -> String,
+    extra: &(dyn Families + Sync),
 ) -> Response<Body> {
     let budget = scrape_budget(
         req.headers().get("x-prometheus-scrape-timeout-seconds"),
@@ -61,7 +61,7 @@ pub async fn metrics(
             .and_then(|h| h.to_str().ok()),
     );
     let collected = collector.collect(Instant::now() + budget).await;
-    let (body, encoding) = collector.render_bytes(&collected, format, &extra(format), encoding);
+    let (body, encoding) = collector.render_bytes(&collected, format, extra, encoding);
     collector.count_answer(encoding);
     let mut resp = respond(StatusCode::OK, format.content_type(), body);
     let headers = resp.headers_mut();
@@ -95,7 +95,7 @@ pub async fn probe(
             .map(|(_, v)| v.into_owned())
     });
     match probe.collector_for(target.as_deref()) {
-        Ok(collector) => metrics(&collector, req, offset, |_| String::new()).await,
+        Ok(collector) => metrics(&collector, req, offset, &()).await,
         Err(e) => {
             // The error carries the target cut short; the throttle keys on
             // the kind of refusal, so varying targets do not defeat it.

@@ -1,6 +1,7 @@
 //! The exporter's counters and gauges that live across scrapes, in
-//! `prometheus-client` registries with typed label sets, encoded by its
-//! OpenMetrics and Prometheus-text encoders into the scrape's answer. (The
+//! `prometheus-client` registries with typed label sets, written into the
+//! scrape's answer by its encoder ([`Encoder::registry`], which uses
+//! prometheus-client's OpenMetrics and Prometheus-text encoders). (The
 //! per-scrape families, the per-connection series and the native
 //! passthrough are written by our own streaming encoder: see
 //! docs/architecture.md for why.)
@@ -14,7 +15,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use crate::exposition::catalogue;
-use crate::exposition::{Encoding, Format};
+use crate::exposition::{Encoder, Encoding, Families};
 use crate::http::WebStats;
 use crate::pool::{Document, FailureReason, FAILURE_REASONS};
 
@@ -34,7 +35,7 @@ struct FailureLabels {
     reason: &'static str,
 }
 
-pub use crate::exposition::catalogue::{encode, register};
+pub use crate::exposition::catalogue::register;
 
 /// Fetches of the pool's documents and their failures, by reason: one set
 /// per pool (the exporter's and each `/probe` target's).
@@ -150,8 +151,8 @@ impl SourceMetrics {
         self.generation.load(Ordering::Acquire)
     }
 
-    pub fn encode(&self, format: Format, out: &mut String) {
-        encode(&self.registry, format, out);
+    pub fn encode(&self, encoder: &mut Encoder) {
+        encoder.registry(&self.registry);
     }
 }
 
@@ -160,6 +161,8 @@ impl SourceMetrics {
 pub struct WebMetrics {
     registry: Registry,
     reload_ok: Option<Gauge>,
+    /// The counters in `registry`, for [`WebMetrics::version`].
+    counters: [Counter; 2],
 }
 
 impl WebMetrics {
@@ -188,24 +191,48 @@ impl WebMetrics {
         Self {
             registry,
             reload_ok,
+            counters: [
+                stats.auth_failures.clone(),
+                stats.tls_handshake_failures.clone(),
+            ],
         }
     }
 
-    /// The families in `format`, with the reload gauge set to `reload_ok`.
-    pub fn render(&self, reload_ok: bool, format: Format) -> String {
-        if let Some(gauge) = &self.reload_ok {
-            gauge.set(i64::from(reload_ok));
+    /// The families, with the reload gauge set to `reload_ok`.
+    pub fn with_reload(&self, reload_ok: bool) -> WebFamilies<'_> {
+        WebFamilies {
+            metrics: self,
+            reload_ok,
         }
-        let mut out = String::with_capacity(1024);
-        encode(&self.registry, format, &mut out);
-        out
+    }
+}
+
+/// [`WebMetrics`] as they stand, for the scrape's answer.
+pub struct WebFamilies<'a> {
+    metrics: &'a WebMetrics,
+    reload_ok: bool,
+}
+
+impl Families for WebFamilies<'_> {
+    fn encode(&self, encoder: &mut Encoder) {
+        if let Some(gauge) = &self.metrics.reload_ok {
+            gauge.set(i64::from(self.reload_ok));
+        }
+        encoder.registry(&self.metrics.registry);
+    }
+
+    /// Counters only grow, so their sum changes with any of them; the
+    /// reload flag takes the top bit.
+    fn version(&self) -> u64 {
+        let counts: u64 = self.metrics.counters.iter().map(Counter::get).sum();
+        counts | (u64::from(self.reload_ok) << 63)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::parse;
+    use crate::exposition::{parse, Format};
 
     #[test]
     fn every_source_pair_is_present_from_the_start_and_counts() {
@@ -215,8 +242,9 @@ mod tests {
         let before = m.generation();
         m.record(Document::Metrics, Some(FailureReason::Decode));
         assert!(m.generation() > before);
-        let mut text = String::new();
-        m.encode(Format::PrometheusText, &mut text);
+        let mut encoder = Encoder::new(Format::PrometheusText, 0);
+        m.encode(&mut encoder);
+        let text = encoder.finish();
         let parsed = parse(&text);
         assert_eq!(parsed.skipped_lines, 0, "{text}");
         let value = |name: &str, labels: &[(&str, &str)]| {
@@ -257,12 +285,18 @@ mod tests {
     }
 
     #[test]
-    fn openmetrics_output_has_no_eof_of_its_own() {
+    fn web_families_end_once_and_their_version_follows_them() {
         let stats = WebStats::default();
         stats.auth_failures.inc();
         let web = WebMetrics::new(&stats, true);
-        let om = web.render(false, Format::OpenMetrics);
-        assert!(!om.contains("# EOF"), "{om}");
+        let render = |reload_ok, format| {
+            let mut encoder = Encoder::new(format, 0);
+            web.with_reload(reload_ok).encode(&mut encoder);
+            encoder.finish()
+        };
+        let om = render(false, Format::OpenMetrics);
+        assert_eq!(om.matches("# EOF").count(), 1, "{om}");
+        assert!(om.ends_with("# EOF\n"), "{om}");
         assert!(
             om.contains("secure_channel_exporter_web_auth_failures_total 1\n"),
             "{om}"
@@ -271,10 +305,14 @@ mod tests {
             om.contains("secure_channel_exporter_web_config_last_reload_successful 0\n"),
             "{om}"
         );
-        let text = web.render(true, Format::PrometheusText);
+        let text = render(true, Format::PrometheusText);
         assert!(
             text.contains("secure_channel_exporter_web_config_last_reload_successful 1\n"),
             "{text}"
         );
+        let before = web.with_reload(true).version();
+        assert_ne!(web.with_reload(false).version(), before);
+        stats.tls_handshake_failures.inc();
+        assert_ne!(web.with_reload(true).version(), before);
     }
 }

@@ -211,6 +211,21 @@ pub fn encode_scrape(
     extra: &[MetricFamily],
     format: Format,
 ) -> String {
+    let mut encoder = Encoder::new(format, 0);
+    write_scrape(snapshot, counters, options, extra, &mut encoder);
+    encoder.finish()
+}
+
+/// [`encode_scrape`]'s families written by `encoder`, which the caller
+/// finishes after adding its own (the answer is written once, into the
+/// buffer that is sent).
+pub fn write_scrape(
+    snapshot: &Snapshot,
+    counters: &SourceCounters,
+    options: &TranslateOptions<'_>,
+    extra: &[MetricFamily],
+    encoder: &mut Encoder,
+) {
     let parts = Parts::new(snapshot, counters, options);
     let small: usize = [&parts.head, &parts.tail]
         .into_iter()
@@ -223,15 +238,14 @@ pub fn encode_scrape(
         .connections
         .as_ref()
         .map_or(0, ConnectionSeries::estimated_bytes);
-    let mut encoder = Encoder::new(format, small + large);
+    encoder.reserve(small + large);
     encoder.families(&parts.head);
     if let Some(connections) = &parts.connections {
-        connections.encode(&mut encoder);
+        connections.encode(encoder);
     }
     encoder.families(&parts.tail);
     encoder.families(extra);
     encoder.families(parts.native.iter().map(|f| &**f));
-    encoder.finish()
 }
 
 /// One scrape's families in exposition order, the per-connection ones
@@ -581,7 +595,11 @@ fn line_prefix(prefix: &mut String, name: &str, escaped_endpoint: &str) {
 /// make Prometheus keep one of them silently. Returns how many were left
 /// out.
 fn dedupe_connections(connections: &[Connection], max_len: usize) -> (Vec<&Connection>, usize) {
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(connections.len());
+    // The ids are the pool's to choose, so the hash is keyed (seeded per
+    // process), but with foldhash rather than SipHash, which showed in
+    // profiles of large pools.
+    let mut seen: HashMap<&str, usize, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(connections.len(), Default::default());
     let mut kept: Vec<&Connection> = Vec::with_capacity(connections.len());
     for conn in connections {
         let id = cap(conn.connection_id.as_str(), max_len);

@@ -101,6 +101,63 @@ async fn gzip_and_zstd_answers_decode_to_the_same_exposition() {
     assert_eq!(answers(&identity, "gzip"), Some(0.0));
 }
 
+/// A pool large enough that gzip is made in pieces on a machine with
+/// several cores, and answers that reuse the buffers of the ones before:
+/// every answer, in any coding and order, is the same exposition, ends
+/// once, and the reused buffers never carry text of an earlier answer.
+#[tokio::test]
+async fn large_answers_in_pieces_and_reused_buffers_stay_whole() {
+    let sim = sim(&["--steady", "--connections", "3000"]);
+    let exporter = exporter(&sim, &["--collector.max-connections", "100000"]);
+    let gunzip = |gz: &[u8]| {
+        let mut text = String::new();
+        let mut decoder = flate2::read::GzDecoder::new(gz);
+        decoder.read_to_string(&mut text).unwrap();
+        // One gzip member, nothing after it.
+        assert!(decoder.into_inner().is_empty());
+        text
+    };
+    let (_, _, first) = fetch(&exporter, None).await;
+    let first = String::from_utf8(first).unwrap();
+    assert!(first.len() > 1_000_000, "{} bytes", first.len());
+    let expected = pool_lines(&first);
+    assert_eq!(
+        expected
+            .iter()
+            .filter(|l| l.starts_with("secure_channel_connection_errors_total{"))
+            .count(),
+        3000
+    );
+    for coding in ["gzip", "identity", "zstd", "gzip", "gzip", "identity"] {
+        let (enc, _, body) = fetch(&exporter, Some(coding)).await;
+        let text = match enc.as_deref() {
+            Some("gzip") => gunzip(&body),
+            Some("zstd") => {
+                String::from_utf8(zstd::stream::decode_all(&body[..]).unwrap()).unwrap()
+            }
+            None => String::from_utf8(body).unwrap(),
+            Some(other) => panic!("unexpected coding {other}"),
+        };
+        assert_eq!(pool_lines(&text), expected, "{coding}");
+        assert_eq!(
+            text.matches("# HELP secure_channel_up ").count(),
+            1,
+            "{coding}"
+        );
+        assert!(text.ends_with('\n'));
+    }
+    let om = client()
+        .get(exporter.url("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    let om = gunzip(&om.bytes().await.unwrap());
+    assert_eq!(om.matches("# EOF").count(), 1);
+    assert!(om.ends_with("# EOF\n"));
+}
+
 fn connection_series(text: &str) -> usize {
     text.lines()
         .filter(|l| l.starts_with("secure_channel_connection_errors_total{"))
