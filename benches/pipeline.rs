@@ -33,9 +33,9 @@ fn documents(n: usize) -> (String, String, String) {
     (pool.status_json(), pool.health().1, pool.metrics_text())
 }
 
-fn ok<T>(result: T) -> SourceOutcome<T> {
+fn ok<T>(result: T) -> SourceOutcome<std::sync::Arc<T>> {
     SourceOutcome {
-        result: Ok(result),
+        result: Ok(std::sync::Arc::new(result)),
         duration: Duration::from_millis(2),
     }
 }
@@ -255,7 +255,7 @@ fn per_connection_families(c: &mut Criterion) {
 fn derived_history(c: &mut Criterion) {
     let (status, _, _) = documents(10_000);
     let decoded: PoolStatus = serde_json::from_str(&status).unwrap();
-    let mut history = secure_channel_exporter::scrape::derived::PoolHistory::default();
+    let mut history = secure_channel_exporter::pool::history::PoolHistory::default();
     history.observe(&decoded);
     c.bench_function("derived/observe/10000", |b| {
         b.iter(|| history.observe(black_box(&decoded)))

@@ -148,7 +148,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn client() -> reqwest::Client {
-    secure_channel_exporter::tls::install_crypto_provider();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

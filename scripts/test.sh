@@ -104,6 +104,7 @@ stage "build the workspace, its tests and binaries" cargo test --locked --worksp
 stage "cargo test --workspace (unit, property and black-box tests; the client crate's tests, doctests and examples)" \
   cargo test --locked --workspace
 stage "the client crate depends on no server, CLI or exposition code" client_crate_stands_alone
+stage "layers: scrape/ and rest/ stand on pool/ and exposition/, not on each other; pool documents fetched in one place" scripts/check-layers.sh
 stage "the client crate: cargo doc -D warnings, package list, examples against the simulator" \
   scripts/client_examples.sh
 stage "deployment examples and README flags against the binary" \

@@ -17,7 +17,7 @@ use crate::http::router::{literal, RouteError};
 use crate::http::web::{WebConfigError, WebConfigWatcher};
 use crate::http::{self, text, Gate, RouteOptions, Router, ServeOptions, WebStats};
 use crate::pool::client::ClientBuildError;
-use crate::pool::PoolClient;
+use crate::pool::{PoolClient, PoolSettings, Redactor};
 use crate::rest::{self, Api, ApiConfig, ApiMetrics, CacheSettings};
 use crate::scrape::self_metrics::{WebFamilies, WebMetrics};
 use crate::scrape::{self, Collector, Probe};
@@ -93,6 +93,8 @@ struct Exporter {
     api: Api,
 }
 
+/// The liveness paths: ours and Prometheus' own spelling.
+pub const LIVENESS: [&str; 2] = ["/health", "/-/healthy"];
 /// The families of the web and API layers in the scrape's answer.
 struct WebAndApi<'a> {
     web: WebFamilies<'a>,
@@ -134,18 +136,25 @@ fn routes(telemetry_path: &str, cors: bool) -> Result<Router<Exporter>, RouteErr
             },
         )?;
     }
-    router
-        // Liveness stays open so orchestrators need no credentials.
-        .public("/health", |_: Arc<Exporter>, _, _| async {
+    for path in LIVENESS {
+        // Liveness stays open so orchestrators need no credentials, and
+        // waits for nothing (see `ServeOptions::unmetered`).
+        router = router.public(path, |_: Arc<Exporter>, _, _| async {
             text(StatusCode::OK, "OK\n")
-        })?
+        })?;
+    }
+    router
         .route("/", |app: Arc<Exporter>, _, _| async move {
             ui::landing::page(&app.telemetry_path, app.collector.pool_url())
         })?
         .route("/status", |app: Arc<Exporter>, req, _| async move {
-            ui::status::page(&app.api, req.uri().query()).await
+            ui::status::page(req.uri().query(), || app.api.views()).await
         })?
         .route("/ready", |app: Arc<Exporter>, _, _| async move {
+            scrape::routes::ready(&app.collector).await
+        })?
+        // Prometheus' own spelling of readiness.
+        .route("/-/ready", |app: Arc<Exporter>, _, _| async move {
             scrape::routes::ready(&app.collector).await
         })?
         .route(
@@ -187,14 +196,17 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     // (exit) in place once we are reachable.
     #[cfg(unix)]
     reload_on_sighup(web.clone(), config.pool.token.clone()).map_err(StartError::Signal)?;
+    let settings = PoolSettings {
+        max_connections: config.max_connections,
+        limits: config.limits,
+        timeout: config.pool_timeout,
+    };
     let probe = (!config.probe_allowed_targets.is_empty()).then(|| {
         Probe::new(
             config.probe_allowed_targets.clone(),
             client.clone(),
-            config.max_connections,
-            config.pool_timeout,
+            settings,
         )
-        .with_limits(config.limits)
         .with_connection_filter(config.connections)
     });
     let listeners = if config.systemd_socket {
@@ -202,13 +214,16 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
     } else {
         bind_all(&config.listen_addresses)?
     };
+    // One observer of the pool under every feature: the collector's.
+    let redactor = Redactor::new(config.pool.token.clone(), &config.pool.base_url);
+    let collector =
+        Collector::new(client, settings, redactor).with_connection_filter(config.connections);
     let api = Api::new(
-        client.api_client().clone(),
+        collector.observer().clone(),
         ApiConfig {
             cache: CacheSettings {
                 ttl: config.api.cache_ttl,
                 stale_max: config.api.stale_max,
-                timeout: config.pool_timeout,
             },
             cors: config.api.cors.clone(),
             rate_limit: config.api.rate_limit,
@@ -216,9 +231,6 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
             monitor_interval: config.api.monitor_interval,
         },
     );
-    let collector = Collector::new(client, config.max_connections, config.pool_timeout)
-        .with_limits(config.limits)
-        .with_connection_filter(config.connections);
     let settings = web.as_ref().map(|w| w.settings());
     for listener in &listeners {
         tracing::info!(
@@ -261,6 +273,7 @@ pub async fn run(mut config: Config, shutdown: impl Future<Output = ()>) -> Resu
         write_timeout: config.web_write_timeout,
         web,
         stats,
+        unmetered: LIVENESS.map(str::to_owned).to_vec(),
     };
     http::serve_with(listeners, handler, shutdown, options).await;
     let _ = shutdown_tx.send(true);

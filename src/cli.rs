@@ -377,7 +377,7 @@ pub struct Config {
     pub max_connections: usize,
     pub api: ApiFlags,
     /// Limits on what the pool's documents may make the exporter hold.
-    pub limits: crate::scrape::Limits,
+    pub limits: crate::pool::Limits,
     pub connections: crate::scrape::translate::ConnectionFilter,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
@@ -642,11 +642,11 @@ impl Config {
                 },
             )?,
             api: ApiFlags::from_args(&args)?,
-            limits: crate::scrape::Limits {
+            limits: crate::pool::Limits {
                 max_native_series: flag_or(
                     "--collector.max-native-series",
                     &args.collector_max_native_series,
-                    crate::scrape::Limits::DEFAULT.max_native_series,
+                    crate::pool::Limits::DEFAULT.max_native_series,
                     |v| {
                         v.parse::<usize>()
                             .map_err(|_| "expected a whole number".into())
@@ -655,7 +655,7 @@ impl Config {
                 max_label_value_len: flag_or(
                     "--collector.max-label-value-length",
                     &args.collector_max_label_value_length,
-                    crate::scrape::Limits::DEFAULT.max_label_value_len,
+                    crate::pool::Limits::DEFAULT.max_label_value_len,
                     |v| {
                         v.parse::<usize>()
                             .ok()
@@ -787,7 +787,7 @@ fn pool_url(flag: Option<String>, env: &impl Fn(&str) -> Option<String>) -> Resu
         (None, None) => ("--pool.url", DEFAULT_POOL_URL.to_owned()),
     };
     // The URL may carry credentials: errors show it redacted.
-    let shown_url = crate::redact::redact_url_text(&url_text);
+    let shown_url = secure_channel_client::redact_url_text(&url_text);
     let base_url = Url::parse(&url_text).map_err(|e| {
         flag_error(
             source,
@@ -963,7 +963,7 @@ mod tests {
             (&["--pool.url", "ftp://x"][..], "--pool.url"),
             (
                 &["--pool.url", "http://u:secret@host:port"][..],
-                "redacted@host:port",
+                "http://host:port",
             ),
             (&["--pool.timeout", "soon"][..], "--pool.timeout"),
             (&["--pool.timeout", "0s"][..], "--pool.timeout"),

@@ -2,6 +2,7 @@
 //! encode parses back to the same families.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use proptest::prelude::*;
 use secure_channel_exporter::exposition::{
@@ -226,9 +227,9 @@ proptest! {
         );
         let status: PoolStatus = serde_json::from_str(&json).unwrap();
         let snapshot = Snapshot {
-            status: SourceOutcome { result: Ok(status), duration: Default::default() },
-            health: SourceOutcome { result: Ok(serde_json::from_str(r#"{"status":"healthy"}"#).unwrap()), duration: Default::default() },
-            metrics: SourceOutcome { result: Ok(parse("")), duration: Default::default() },
+            status: SourceOutcome { result: Ok(Arc::new(status)), duration: Default::default() },
+            health: SourceOutcome { result: Ok(Arc::new(serde_json::from_str(r#"{"status":"healthy"}"#).unwrap())), duration: Default::default() },
+            metrics: SourceOutcome { result: Ok(Arc::new(parse(""))), duration: Default::default() },
         };
         let options = TranslateOptions { max_connections: max, connections: Default::default(), fallback_endpoint: None, build: &BuildInfo::CURRENT, max_label_value_len: 1024 };
         let t = translate(&snapshot, &SourceCounters::default(), &options);

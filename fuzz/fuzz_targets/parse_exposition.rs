@@ -31,7 +31,7 @@ fn snapshot(parsed: ParsedExposition) -> Snapshot {
         status: failed(),
         health: failed(),
         metrics: SourceOutcome {
-            result: Ok(parsed),
+            result: Ok(std::sync::Arc::new(parsed)),
             duration: std::time::Duration::ZERO,
         },
     }

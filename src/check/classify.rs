@@ -38,7 +38,7 @@ pub fn build_of(status: Option<&PoolStatus>, native: Option<&ParsedExposition>) 
             format!("{in_use} of {listed} listed connections were used (errors, reconnects or latency samples): used connections are given back"),
         );
     }
-    let Some(observations) = native.and_then(|n| crate::rest::native::summarize(n).observations)
+    let Some(observations) = native.and_then(|n| crate::pool::native::summarize(n).observations)
     else {
         return (
             Build::Unknown,

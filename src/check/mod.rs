@@ -151,8 +151,12 @@ pub fn assess(pool: String, token_sent: bool, answers: [(String, Answer); 3]) ->
         Ok((summary, h))
     });
     let (metrics_report, native) = decode(metrics, |f| {
-        let parsed: ParsedExposition =
-            crate::pool::client::parse_native(f, crate::scrape::Limits::DEFAULT.parse())?;
+        let parsed: ParsedExposition = crate::pool::client::parse_native(
+            f.body(),
+            f.content_type(),
+            crate::pool::Limits::DEFAULT.parse(),
+        )
+        .map_err(|detail| f.decode_error(detail))?;
         let summary = format!(
             "{} families, {} samples",
             parsed.families.len(),

@@ -6,6 +6,7 @@
 //! spells it.
 
 pub mod buffer;
+pub mod catalogue;
 pub mod compress;
 pub mod encode;
 pub mod negotiate;

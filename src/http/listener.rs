@@ -65,6 +65,11 @@ pub struct ServeOptions {
     /// TLS comes from the web config, re-checked at each new connection.
     pub web: Option<Arc<WebConfigWatcher>>,
     pub stats: Arc<WebStats>,
+    /// Paths answered without waiting for a request slot: liveness, whose
+    /// handler waits for nothing, must answer while every slot is held by
+    /// requests waiting on a slow pool (an orchestrator would otherwise
+    /// restart the exporter exactly when the pool is in trouble).
+    pub unmetered: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -76,6 +81,7 @@ impl Default for ServeOptions {
             write_timeout: WRITE_TIMEOUT,
             web: None,
             stats: Arc::default(),
+            unmetered: Vec::new(),
         }
     }
 }
@@ -214,12 +220,18 @@ pub async fn serve_with<H, Fut, E>(
     // An eighth of the request slots (8 by default): room for several
     // scrapers on a bad link, not for a crowd of clients that never read.
     let long_stalls = Arc::new(Semaphore::new((options.max_requests / 8).max(1)));
+    let unmetered: Arc<[String]> = options.unmetered.into();
     let handler = move |req: Request<Incoming>| {
         let (requests, handler) = (requests.clone(), handler.clone());
+        let metered = !unmetered.iter().any(|p| p == req.uri().path());
         async move {
             // Held while the handler runs, not while the answer is written:
             // a client that never reads is the write timeout's business.
-            let _slot = requests.acquire_owned().await;
+            let _slot = if metered {
+                Some(requests.acquire_owned().await)
+            } else {
+                None
+            };
             handler(req).await
         }
     };

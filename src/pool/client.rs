@@ -8,12 +8,9 @@
 use std::time::Duration;
 
 use reqwest::Url;
-use secure_channel_client::{CallOptions, Document, ErrorKind, Token};
-use tokio::time::Instant;
+use secure_channel_client::{Document, ErrorKind, Token};
 
-use super::{Health, PoolStatus};
 use crate::exposition::{self, ParseLimits, ParsedExposition};
-use crate::redact::redact_url;
 
 /// A failed fetch: what the client crate reports, with the document's URL
 /// (credentials removed) and never the token.
@@ -36,7 +33,12 @@ pub const FAILURE_REASONS: [FailureReason; 6] = ErrorKind::FETCH;
 /// token file that cannot be read (and never could) leaves the request
 /// without its token: `unauthorized`.
 pub fn failure_reason(error: &FetchError) -> FailureReason {
-    match error.kind() {
+    failure_reason_of(error.kind())
+}
+
+/// [`failure_reason`] from the error's kind alone.
+pub fn failure_reason_of(kind: ErrorKind) -> FailureReason {
+    match kind {
         ErrorKind::CircuitOpen => ErrorKind::Connect,
         ErrorKind::Config => ErrorKind::Unauthorized,
         kind if FAILURE_REASONS.contains(&kind) => kind,
@@ -62,7 +64,10 @@ pub struct PoolClientConfig {
 impl std::fmt::Debug for PoolClientConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PoolClientConfig")
-            .field("base_url", &redact_url(&self.base_url))
+            .field(
+                "base_url",
+                &secure_channel_client::redact_url_text(self.base_url.as_str()),
+            )
             .field("token", &self.token)
             .field("connect_timeout", &self.connect_timeout)
             .field("max_body_bytes", &self.max_body_bytes)
@@ -127,52 +132,25 @@ impl PoolClient {
     pub fn display_url(&self, doc: Document) -> &str {
         self.inner.url(doc)
     }
-
-    pub async fn status(&self, deadline: Instant) -> Result<PoolStatus, FetchError> {
-        self.inner
-            .status(CallOptions::new().deadline(deadline))
-            .await
-    }
-
-    /// The health document; a 503 carrying the JSON body is an answer
-    /// ("unhealthy"), not a failure.
-    pub async fn health(&self, deadline: Instant) -> Result<Health, FetchError> {
-        self.inner
-            .health(CallOptions::new().deadline(deadline))
-            .await
-    }
-
-    /// The native exposition, parsed within `limits`. A body with content
-    /// but no readable sample (an HTML error page, garbage) is a decode
-    /// failure.
-    pub async fn metrics(
-        &self,
-        deadline: Instant,
-        limits: ParseLimits,
-    ) -> Result<ParsedExposition, FetchError> {
-        let fetched = self
-            .inner
-            .fetch(Document::Metrics, CallOptions::new().deadline(deadline))
-            .await?;
-        parse_native(&fetched, limits)
-    }
 }
 
 /// A fetched native exposition, parsed within `limits`. A body with content
 /// but no readable sample (an HTML error page, garbage) is a decode
-/// failure. The scrape path and the REST API both read it this way.
+/// failure, described by the `Err` text. The format is the one the pool's
+/// `content_type` states, else the one the document's markers show.
 pub fn parse_native(
-    fetched: &secure_channel_client::Fetched,
+    body: &[u8],
+    content_type: Option<&str>,
     limits: ParseLimits,
-) -> Result<ParsedExposition, FetchError> {
-    let text = String::from_utf8_lossy(fetched.body());
-    let format = exposition::detect_format(fetched.content_type(), &text);
+) -> Result<ParsedExposition, String> {
+    let text = String::from_utf8_lossy(body);
+    let format = exposition::detect_format(content_type, &text);
     let parsed = exposition::parse_limited_as(&text, limits, format);
     if parsed.sample_count() == 0 && parsed.skipped_lines > 0 {
-        return Err(fetched.decode_error(format_args!(
+        return Err(format!(
             "no readable sample in {} lines of text exposition",
             parsed.skipped_lines
-        )));
+        ));
     }
     Ok(parsed)
 }

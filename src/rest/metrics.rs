@@ -11,10 +11,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use super::cache::Lookup;
+use crate::exposition::catalogue;
+use crate::exposition::catalogue::register;
 use crate::exposition::{Encoder, Families};
-use crate::scrape::catalogue;
-use crate::scrape::self_metrics::register;
+use crate::pool::Lookup;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {

@@ -1,28 +1,26 @@
-//! The service API under `/api/v1/`: JSON views of the pool from one
-//! cached snapshot ([`cache`]), the OpenAPI document, CORS ([`cors`]),
-//! per-client rate limits ([`limit`]) and self-metrics ([`metrics`]).
-//! `/metrics` never goes through this cache: a scrape is always fresh.
+//! The service API under `/api/v1/`: JSON views of the pool from recent
+//! reads of the pool's observer (no older than `--api.cache-ttl`, the last
+//! good copy served stale when the pool fails), the OpenAPI document, CORS
+//! ([`cors`]), per-client rate limits ([`limit`]) and self-metrics
+//! ([`metrics`]). `/metrics` reads the same observer fresh.
 
-pub mod cache;
 pub mod cors;
-pub mod error;
 pub mod limit;
 pub mod metrics;
-pub mod native;
-pub mod query;
-pub mod views;
 
-use std::sync::Arc;
+pub use crate::view::answers as views;
+pub use crate::view::{error, query};
+
 use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, AGE, CACHE_CONTROL};
 use hyper::{Method, Request, Response, StatusCode};
-use secure_channel_client::{Document, Monitor};
+use secure_channel_client::Document;
 use tokio::time::Instant;
 
 use crate::http::{respond, Body, PeerAddr, JSON};
-pub use cache::{CacheSettings, Lookup, SnapshotCache, Views};
+use crate::pool::{PoolObserver, Recent};
 pub use cors::Cors;
 pub use error::ApiError;
 pub use metrics::ApiMetrics;
@@ -30,6 +28,16 @@ pub use query::ConnectionsQuery;
 
 /// The OpenAPI 3.1 document of everything under `/api/`.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// How old a document the API may answer with.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    /// How long a fetched (or failed) document is reused.
+    pub ttl: Duration,
+    /// How old the last good copy may be and still be served when the pool
+    /// fails.
+    pub stale_max: Duration,
+}
 
 /// What the API is started with.
 #[derive(Debug, Clone)]
@@ -39,8 +47,8 @@ pub struct ApiConfig {
     /// Requests per second per client IP; 0 turns the limit off.
     pub rate_limit: f64,
     pub rate_limit_burst: u32,
-    /// Poll the pool in the background this often (the client's Monitor),
-    /// keeping status and health warm and logging each health change once.
+    /// Poll the pool in the background this often, keeping status and
+    /// health warm and logging each health change once.
     pub monitor_interval: Option<Duration>,
 }
 
@@ -102,45 +110,58 @@ impl Endpoint {
 }
 
 pub struct Api {
-    cache: Arc<SnapshotCache>,
+    observer: PoolObserver,
+    cache: CacheSettings,
     cors: Option<Cors>,
     limit: Option<limit::RateLimit>,
     metrics: ApiMetrics,
     started: Instant,
-    /// Kept for its background polling; stops when the API is dropped.
-    _monitor: Option<Monitor>,
+    /// The background poll, stopped with the API.
+    warm: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Some(warm) = &self.warm {
+            warm.abort();
+        }
+    }
 }
 
 impl Api {
     /// Must run inside the Tokio runtime when a monitor is configured.
-    pub fn new(client: secure_channel_client::PoolClient, config: ApiConfig) -> Self {
-        let cache = Arc::new(SnapshotCache::new(client.clone(), config.cache));
-        let monitor = config
+    pub fn new(observer: PoolObserver, config: ApiConfig) -> Self {
+        let warm = config
             .monitor_interval
-            .map(|interval| start_monitor(client, interval, config.cache.timeout, &cache));
+            .map(|interval| observer.keep_warm(interval));
         Self {
-            cache,
+            observer,
+            cache: config.cache,
             cors: config.cors,
             limit: limit::RateLimit::new(config.rate_limit, config.rate_limit_burst),
             metrics: ApiMetrics::default(),
             started: Instant::now(),
-            _monitor: monitor,
+            warm,
         }
-    }
-
-    pub fn cors_enabled(&self) -> bool {
-        self.cors.is_some()
     }
 
     pub fn metrics(&self) -> &ApiMetrics {
         &self.metrics
     }
 
-    /// All three documents, for the status page (counted as cache lookups).
-    pub async fn views(&self) -> Views {
-        let (views, lookup) = self.cache.get(&Document::ALL).await;
+    /// `docs` no older than the TTL (counted as cache lookups).
+    async fn recent(&self, docs: &[Document]) -> Recent {
+        let (recent, lookup) = self
+            .observer
+            .recent(docs, self.cache.ttl, self.cache.stale_max)
+            .await;
         self.metrics.lookup(lookup);
-        views
+        recent
+    }
+
+    /// All three documents, for the status page.
+    pub async fn views(&self) -> Recent {
+        self.recent(&Document::ALL).await
     }
 
     /// Answers a request routed to `endpoint`.
@@ -219,23 +240,39 @@ impl Api {
             }
             _ => {}
         }
-        let (views, lookup) = self.cache.get(endpoint.documents()).await;
-        self.metrics.lookup(lookup);
-        let (code, body) = match endpoint {
-            Endpoint::Status => (StatusCode::OK, views::status(&views)?),
-            Endpoint::Health => views::health(&views)?,
-            Endpoint::Connections => (
-                StatusCode::OK,
-                views::connections(&views, &query.unwrap_or_default())?,
-            ),
-            Endpoint::Connection => (
-                StatusCode::OK,
-                views::connection(&views, &connection_id(id.unwrap_or_default())?)?,
-            ),
-            Endpoint::Stats => (StatusCode::OK, views::stats(&views)?),
-            Endpoint::ServiceStatus => views::service_status(&views, self.started.elapsed()),
+        let views = self.recent(endpoint.documents()).await;
+        Ok(match endpoint {
+            Endpoint::Status => {
+                let view = views::status(&views)?;
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::Health => {
+                let view = views::health(&views)?;
+                json_answer(view.code(), &view, Some(&view.freshness))
+            }
+            Endpoint::Connections => {
+                let served = views.status()?;
+                let view = views::connections(&views, &served, &query.unwrap_or_default());
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::Connection => {
+                let served = views.status()?;
+                let id = connection_id(id.unwrap_or_default())?;
+                let view = views::connection(&views, &served, &id)?;
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::Stats => {
+                let view = views::stats(&views)?;
+                json_answer(StatusCode::OK, &view, Some(&view.freshness))
+            }
+            Endpoint::ServiceStatus => {
+                let view = views::service_status(&views, self.started.elapsed());
+                json_answer(view.code(), &view, None)
+            }
             Endpoint::Metrics => {
                 let served = views.metrics()?;
+                // The one kept copy, shared (a reference count, not a copy
+                // of up to --pool.max-body-size per request).
                 let mut resp = respond(
                     StatusCode::OK,
                     "text/plain; version=0.0.4; charset=utf-8",
@@ -247,17 +284,27 @@ impl Api {
                     "x-snapshot-stale",
                     HeaderValue::from_static(if served.stale { "true" } else { "false" }),
                 );
-                return Ok(resp);
+                resp
             }
             Endpoint::OpenApi | Endpoint::NotFound => unreachable!("answered above"),
-        };
-        let mut resp = respond(code, JSON, body.to_string() + "\n");
-        if let Some(age) = body.get("age_seconds").and_then(serde_json::Value::as_f64) {
-            resp.headers_mut()
-                .insert(AGE, HeaderValue::from(age.max(0.0) as u64));
-        }
-        Ok(resp)
+        })
     }
+}
+
+/// A typed view as JSON, with the `Age` of the document it is made from.
+fn json_answer(
+    code: StatusCode,
+    view: &impl serde::Serialize,
+    freshness: Option<&views::Freshness>,
+) -> Response<Body> {
+    let mut text = serde_json::to_vec(view).unwrap_or_default();
+    text.push(b'\n');
+    let mut resp = respond(code, JSON, text);
+    if let Some(f) = freshness {
+        resp.headers_mut()
+            .insert(AGE, HeaderValue::from(f.age_seconds.max(0.0) as u64));
+    }
+    resp
 }
 
 /// The id of `/connections/{id}` as the pool lists it: the path segment
@@ -271,48 +318,6 @@ fn connection_id(raw: &str) -> Result<String, ApiError> {
         .decode_utf8()
         .map(std::borrow::Cow::into_owned)
         .map_err(|_| ApiError::ConnectionNotFound { id: raw.to_owned() })
-}
-
-/// Starts the client's Monitor: its polls feed the cache and each health
-/// transition is logged once.
-fn start_monitor(
-    client: secure_channel_client::PoolClient,
-    interval: Duration,
-    timeout: Duration,
-    cache: &Arc<SnapshotCache>,
-) -> Monitor {
-    let monitor = Monitor::builder(client)
-        .interval(interval)
-        .timeout(timeout.min(interval.max(Duration::from_millis(100))))
-        .start();
-    let mut snapshots = monitor.snapshots();
-    let cache = cache.clone();
-    tokio::spawn(async move {
-        while snapshots.changed().await.is_ok() {
-            let latest = snapshots.borrow_and_update().clone();
-            if let Some(snapshot) = latest {
-                cache.accept_monitor(&snapshot);
-            }
-        }
-    });
-    let mut transitions = monitor.subscribe();
-    tokio::spawn(async move {
-        loop {
-            match transitions.recv().await {
-                Ok(t) => tracing::info!(
-                    from = t.from.map_or("none", |s| s.as_str()),
-                    to = t.to.as_str(),
-                    reason = %t.reason,
-                    "pool health changed"
-                ),
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "pool health transitions missed");
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
-            }
-        }
-    });
-    monitor
 }
 
 #[cfg(test)]

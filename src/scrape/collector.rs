@@ -1,15 +1,14 @@
-//! One scrape end to end: fetch the pool's three documents concurrently
-//! within the deadline, keep the counters that live across scrapes, and
-//! render the translation in the negotiated format.
+//! One scrape end to end: fresh reads of the pool's three documents from
+//! its observer within the deadline, the counters that live across
+//! scrapes, and the translation rendered in the negotiated format.
 //!
-//! Scrapes that arrive while a fetch is in flight share it instead of
-//! sending the pool three more requests each (several Prometheus replicas
-//! scraping at once, or a retry storm, cost the pool one fetch per
-//! document), and they share its rendering too. Nothing outlives the
-//! scrapes that use it: a scrape arriving after the fetch completed starts
-//! a new one, so what is served is never older than the scrape itself.
+//! The observer ([`crate::pool::observer`]) fetches, shares fetches in
+//! flight with every other reader (API calls included), counts and logs.
+//! Here, scrapes that arrive while a scrape is collecting share its
+//! documents and its rendering. Nothing outlives the scrapes that use it:
+//! a scrape arriving after the documents came starts a new read, so what
+//! is served is never older than the scrape itself.
 
-use std::future::Future;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,30 +19,25 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::exposition::{buffer, compress, Encoder, Encoding, Families, Format};
-use crate::pool::{failure_reason, Document};
-use crate::pool::{FetchError, PoolClient};
-use crate::scrape::derived::PoolHistory;
+use crate::pool::Limits;
+use crate::pool::{Document, Outcome, PoolClient, PoolObserver, PoolSettings, Redactor};
 use crate::scrape::self_metrics::SourceMetrics;
 use crate::scrape::translate::{
     write_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters, SourceOutcome,
     TranslateOptions,
 };
-use crate::scrape::Limits;
 
 /// How long a status fetch vouches for readiness before `/ready` asks again.
 pub const READINESS_CACHE: Duration = Duration::from_secs(5);
 
 pub struct Collector {
-    client: PoolClient,
+    observer: PoolObserver,
     max_connections: usize,
     limits: Limits,
     connections: ConnectionFilter,
     pool_timeout: Duration,
     counters: Mutex<SourceCounters>,
-    sources: SourceMetrics,
-    history: Mutex<PoolHistory>,
-    last_endpoint: Mutex<Option<String>>,
-    last_status: Mutex<Option<StatusCheck>>,
+    sources: Arc<SourceMetrics>,
     /// The fetch in flight, for scrapes that arrive meanwhile to join.
     in_flight: Mutex<Option<Flight>>,
     next_flight: AtomicU64,
@@ -118,12 +112,6 @@ impl Drop for FlightGuard<'_> {
     }
 }
 
-#[derive(Debug, Clone)]
-struct StatusCheck {
-    at: Instant,
-    error: Option<String>,
-}
-
 /// The answer of `/ready`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Readiness {
@@ -135,29 +123,28 @@ pub struct Readiness {
 }
 
 impl Collector {
-    pub fn new(client: PoolClient, max_connections: usize, pool_timeout: Duration) -> Self {
+    /// The collector of one pool, and that pool's observer, which every
+    /// other feature reading the pool shares ([`observer`](Self::observer)).
+    pub fn new(client: PoolClient, settings: PoolSettings, redactor: Redactor) -> Self {
+        let sources = Arc::new(SourceMetrics::default());
+        let observer = PoolObserver::new(client, settings, redactor).with_sink(sources.clone());
         Self {
-            client,
-            max_connections,
-            limits: Limits::DEFAULT,
+            observer,
+            max_connections: settings.max_connections,
+            limits: settings.limits,
             connections: ConnectionFilter::All,
-            pool_timeout,
+            pool_timeout: settings.timeout,
             counters: Mutex::new(SourceCounters::default()),
-            sources: SourceMetrics::default(),
-            history: Mutex::new(PoolHistory::default()),
-            last_endpoint: Mutex::new(None),
-            last_status: Mutex::new(None),
+            sources,
             in_flight: Mutex::new(None),
             next_flight: AtomicU64::new(0),
             last_answer_len: AtomicUsize::new(0),
         }
     }
 
-    /// The same collector with other bounds on what a pool may make it
-    /// hold.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
+    /// The pool's observer: the API and the status page read through it.
+    pub fn observer(&self) -> &PoolObserver {
+        &self.observer
     }
 
     /// Which connections get per-connection series (`--collector.connections`).
@@ -167,7 +154,7 @@ impl Collector {
     }
 
     pub fn pool_url(&self) -> &str {
-        self.client.display_base()
+        self.observer.pool_url()
     }
 
     pub fn pool_timeout(&self) -> Duration {
@@ -239,76 +226,33 @@ impl Collector {
         }
     }
 
-    /// Fetches the three documents concurrently; each failure is counted,
-    /// logged and recorded in the snapshot, never propagated.
+    /// Fresh reads of the three documents, concurrently; a failure is
+    /// recorded in the snapshot (the observer counted and logged it),
+    /// never propagated.
     async fn fetch_all(&self, deadline: Instant) -> Snapshot {
         let (status, health, metrics) = tokio::join!(
-            timed(self.client.status(deadline)),
-            timed(self.client.health(deadline)),
-            timed(self.client.metrics(deadline, self.limits.parse())),
+            self.observer.fresh_status(deadline),
+            self.observer.fresh_health(deadline),
+            self.observer.fresh_metrics(deadline),
         );
         let snapshot = Snapshot {
-            status: self.record(Document::Status, status),
-            health: self.record(Document::Health, health),
-            metrics: self.record(Document::Metrics, metrics),
+            status: outcome(status),
+            health: outcome(health),
+            metrics: SourceOutcome {
+                result: metrics
+                    .result
+                    .map(|doc| doc.parsed.clone())
+                    .map_err(|e| e.reason()),
+                duration: metrics.duration,
+            },
         };
-        if let Ok(status) = &snapshot.status.result {
-            let derived = {
-                let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
-                history.observe(status);
-                history.counters().cloned()
-            };
+        if snapshot.status.result.is_ok() {
             self.counters
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .derived = derived;
-            let mut last = self.last_endpoint.lock().unwrap_or_else(|e| e.into_inner());
-            if last.as_deref() != Some(status.endpoint.as_str()) {
-                *last = Some(status.endpoint.clone());
-            }
+                .derived = self.observer.derived();
         }
         snapshot
-    }
-
-    fn record<T>(
-        &self,
-        doc: Document,
-        (result, duration): (Result<T, FetchError>, Duration),
-    ) -> SourceOutcome<T> {
-        self.sources
-            .record(doc, result.as_ref().err().map(failure_reason));
-        if let Err(e) = &result {
-            let reason = failure_reason(e).as_str();
-            let url = self.client.display_url(doc);
-            // A pool that fails every scrape would otherwise write three
-            // such lines per scrape. Keyed by document and reason, not URL:
-            // /probe of hundreds of failing targets is one line per reason
-            // and window, with the count of the others.
-            let key = format!("pool fetch failed {} {reason}", doc.as_str());
-            if let Some(repeats) = crate::logging::throttle().admit(&key) {
-                tracing::warn!(
-                    document = doc.as_str(),
-                    reason,
-                    url = %crate::logging::truncated(url),
-                    error = %crate::logging::truncated(&e.to_string()),
-                    "pool fetch failed{repeats}"
-                );
-            }
-        }
-        if doc == Document::Status {
-            self.note_status(result.as_ref().err().map(ToString::to_string));
-        }
-        SourceOutcome {
-            result: result.map_err(|e| failure_reason(&e)),
-            duration,
-        }
-    }
-
-    fn note_status(&self, error: Option<String>) {
-        *self.last_status.lock().unwrap_or_else(|e| e.into_inner()) = Some(StatusCheck {
-            at: Instant::now(),
-            error,
-        });
     }
 
     /// Renders a scrape with the counters as they stand now.
@@ -348,11 +292,7 @@ impl Collector {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let fallback = self
-            .last_endpoint
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let fallback = self.observer.last_endpoint();
         (counters, fallback)
     }
 
@@ -440,40 +380,33 @@ impl Collector {
     }
 
     /// Ready when the latest status fetch succeeded; a result older than
-    /// [`READINESS_CACHE`] is refreshed with a fetch of our own.
+    /// [`READINESS_CACHE`] is refreshed first (joining any fetch in flight).
     pub async fn readiness(&self) -> Readiness {
-        let recent = self
-            .last_status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .filter(|c| c.at.elapsed() < READINESS_CACHE);
-        let check = match recent {
-            Some(check) => check,
-            None => {
-                let (result, took) =
-                    timed(self.client.status(Instant::now() + self.pool_timeout)).await;
-                let error = result.as_ref().err().map(ToString::to_string);
-                self.record(Document::Status, (result, took));
-                StatusCheck {
-                    at: Instant::now(),
-                    error,
-                }
-            }
+        let (recent, _) = self
+            .observer
+            .recent(&[Document::Status], READINESS_CACHE, Duration::ZERO)
+            .await;
+        let slot = recent.status_slot();
+        let reason = match slot.serve(Duration::ZERO, false) {
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
         };
         Readiness {
-            ready: check.error.is_none(),
+            ready: reason.is_none(),
             pool_url: self.pool_url().to_owned(),
-            reason: check.error,
-            checked_seconds_ago: check.at.elapsed().as_secs_f64(),
+            reason,
+            checked_seconds_ago: slot
+                .attempted()
+                .map_or(0.0, |at| at.elapsed().as_secs_f64()),
         }
     }
 }
 
-async fn timed<T>(fut: impl Future<Output = T>) -> (T, Duration) {
-    let start = Instant::now();
-    let out = fut.await;
-    (out, start.elapsed())
+fn outcome<T>(o: Outcome<T>) -> SourceOutcome<Arc<T>> {
+    SourceOutcome {
+        result: o.result.map_err(|e| e.reason()),
+        duration: o.duration,
+    }
 }
 
 #[cfg(test)]
@@ -551,7 +484,11 @@ mod tests {
         let args = <crate::cli::Args as argh::FromArgs>::from_args(&["exporter"], &strs).unwrap();
         let config = crate::cli::Config::from_args(args, |_| None).unwrap();
         let client = PoolClient::new(&config.pool).unwrap();
-        Arc::new(Collector::new(client, 1000, Duration::from_secs(5)))
+        Arc::new(Collector::new(
+            client,
+            PoolSettings::new(1000, Duration::from_secs(5)),
+            Redactor::default(),
+        ))
     }
 
     fn requests_counted(c: &Collector) -> [u64; 3] {
@@ -696,11 +633,12 @@ mod tests {
         while joined(&c) == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // Prometheus gave up on the first scrape: its fetch is dropped.
+        // Prometheus gave up on the first scrape; the pool fetches run on
+        // tasks of their own, so the joiner still gets them.
         leader.abort();
         let collected = joiner.await.unwrap();
         assert!(collected.status.result.is_ok());
-        assert_eq!(pool.requests(), [2, 2, 2]);
+        assert_eq!(pool.requests(), [1, 1, 1]);
         assert!(c.in_flight.lock().unwrap().is_none());
     }
 }

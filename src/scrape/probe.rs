@@ -5,14 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::pool::PoolClient;
+use secure_channel_client::Token;
+
+use crate::pool::{PoolClient, PoolSettings, Redactor};
 use crate::scrape::collector::Collector;
 use crate::scrape::translate::ConnectionFilter;
-use crate::scrape::Limits;
 
 /// Most per-target collectors kept (each holds its own counters). Past it
 /// the least recently probed target's collector is dropped, so the targets
@@ -197,10 +197,8 @@ pub fn parse_target(target: &str) -> Result<Url, ProbeError> {
 pub struct Probe {
     allowed: Vec<TargetPattern>,
     template: PoolClient,
-    max_connections: usize,
+    settings: PoolSettings,
     connections: ConnectionFilter,
-    pool_timeout: Duration,
-    limits: Limits,
     collectors: Mutex<Targets>,
 }
 
@@ -214,27 +212,16 @@ struct Targets {
 }
 
 impl Probe {
-    pub fn new(
-        allowed: Vec<TargetPattern>,
-        template: PoolClient,
-        max_connections: usize,
-        pool_timeout: Duration,
-    ) -> Self {
+    /// Probed pools are read with the settings of `--pool.url`'s
+    /// collector (`settings`), each through an observer of its own.
+    pub fn new(allowed: Vec<TargetPattern>, template: PoolClient, settings: PoolSettings) -> Self {
         Self {
             allowed,
             template,
-            max_connections,
+            settings,
             connections: ConnectionFilter::All,
-            pool_timeout,
-            limits: Limits::DEFAULT,
             collectors: Mutex::new(Targets::default()),
         }
-    }
-
-    /// Bounds on what a probed pool may make the exporter hold.
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
-        self
     }
 
     /// Which connections of probed pools get series (`--collector.connections`).
@@ -277,8 +264,9 @@ impl Probe {
             .for_base_url(&url)
             .map_err(|e| ProbeError::InvalidTarget(key.clone(), e.to_string()))?;
         let collector = Arc::new(
-            Collector::new(client, self.max_connections, self.pool_timeout)
-                .with_limits(self.limits)
+            // The token of `--pool.url` never goes to a probed pool, so the
+            // target's own URL password is the only secret it could echo.
+            Collector::new(client, self.settings, Redactor::new(Token::none(), &url))
                 .with_connection_filter(self.connections),
         );
         targets.by_url.insert(key, (collector.clone(), now));
@@ -289,6 +277,7 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn p(s: &str) -> TargetPattern {
         s.parse().unwrap()
@@ -358,8 +347,7 @@ mod tests {
         let Err(e) = Probe::new(
             vec![p("http://x:1")],
             dummy_client(),
-            10,
-            Duration::from_secs(1),
+            PoolSettings::new(10, Duration::from_secs(1)),
         )
         .collector_for(Some(&long)) else {
             panic!("a 60 KB target was admitted");
@@ -377,7 +365,7 @@ mod tests {
             client_cert: None,
             tls_server_name: None,
         };
-        crate::tls::install_crypto_provider();
+        let _ = rustls::crypto::ring::default_provider().install_default();
         PoolClient::new(&config).unwrap()
     }
 

@@ -1,8 +1,8 @@
 //! Standard `process_*` metrics of the exporter itself, read from /proc
 //! (the same families and meanings as the Go and Rust Prometheus clients).
 
+use crate::exposition::catalogue::{self, FamilyDef};
 use crate::exposition::MetricFamily;
-use crate::scrape::catalogue::{self, FamilyDef};
 
 pub fn families() -> Vec<MetricFamily> {
     #[cfg(target_os = "linux")]

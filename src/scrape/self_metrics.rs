@@ -14,7 +14,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::catalogue::{self, FamilyDef};
+use crate::exposition::catalogue;
 use crate::exposition::{Encoder, Encoding, Families};
 use crate::http::WebStats;
 use crate::pool::{Document, FailureReason, FAILURE_REASONS};
@@ -35,16 +35,7 @@ struct FailureLabels {
     reason: &'static str,
 }
 
-/// Registers `metric` under the catalogue's name and HELP (the crate adds
-/// `_total` to counters and a full stop to HELP itself).
-pub(crate) fn register(
-    registry: &mut Registry,
-    def: &FamilyDef,
-    metric: impl prometheus_client::registry::Metric,
-) {
-    let name = def.name.strip_suffix("_total").unwrap_or(def.name);
-    registry.register(name, def.help.trim_end_matches('.'), metric);
-}
+pub use crate::exposition::catalogue::register;
 
 /// Fetches of the pool's documents and their failures, by reason: one set
 /// per pool (the exporter's and each `/probe` target's).
@@ -104,6 +95,14 @@ impl Default for SourceMetrics {
             answers,
             generation: AtomicU64::new(0),
         }
+    }
+}
+
+/// Every fetch of the pool's observer is counted here, whoever asked for
+/// it: the counts are the pool's, not one scrape's.
+impl crate::pool::FetchSink for SourceMetrics {
+    fn fetched(&self, doc: Document, reason: Option<FailureReason>) {
+        self.record(doc, reason);
     }
 }
 

@@ -88,20 +88,6 @@ impl Fault {
             Fault::Restart => "restart",
         }
     }
-
-    /// Faults that change the simulated numbers rather than the HTTP answer.
-    pub fn is_behavioural(self) -> bool {
-        matches!(
-            self,
-            Fault::LatencySpike
-                | Fault::ErrorBurst
-                | Fault::EmptyPool
-                | Fault::ReconnectStorm
-                | Fault::Stale
-                | Fault::RelayOutage
-                | Fault::Restart
-        )
-    }
 }
 
 impl FromStr for Fault {

@@ -5,12 +5,12 @@
 //! external assets.
 
 use hyper::{Response, StatusCode};
-use serde_json::Value;
 
 use super::landing::html_escape;
 use crate::http::{respond, Body};
-use crate::rest::query::{whole_number, ConnectionsQuery, Order, SortKey, MAX_LIMIT};
-use crate::rest::{views, Api};
+use crate::pool::Recent;
+use crate::view::answers as views;
+use crate::view::query::{whole_number, ConnectionsQuery, Order, SortKey, MAX_LIMIT};
 
 /// Seconds between refreshes unless `?refresh=` says otherwise.
 const DEFAULT_REFRESH_SECONDS: u32 = 5;
@@ -58,15 +58,18 @@ fn page_query(query: Option<&str>) -> Result<(ConnectionsQuery, u32), String> {
     Ok((q, refresh.unwrap_or(DEFAULT_REFRESH_SECONDS)))
 }
 
-fn number(v: &Value) -> String {
-    match v {
-        Value::Null => "unknown".into(),
-        Value::Number(n) => n.to_string(),
-        other => other.to_string(),
-    }
+/// A figure as the API writes it (whole numbers without a fraction).
+fn shown(n: Option<views::Num>) -> Option<String> {
+    n.and_then(|n| serde_json::to_value(n).ok())
+        .map(|v| v.to_string())
 }
 
-pub async fn page(api: &Api, query: Option<&str>) -> Response<Body> {
+/// The page for `query`, made from what `read` returns (the pool's recent
+/// documents, read only once the query is known to be good).
+pub async fn page<F>(query: Option<&str>, read: impl FnOnce() -> F) -> Response<Body>
+where
+    F: std::future::Future<Output = Recent>,
+{
     let (q, refresh) = match page_query(query) {
         Ok(x) => x,
         Err(e) => {
@@ -77,46 +80,37 @@ pub async fn page(api: &Api, query: Option<&str>) -> Response<Body> {
             )
         }
     };
-    let views = api.views().await;
+    let views = read().await;
     let health = views::health(&views);
-    let (state, word, explanation) = match &health {
-        Ok((_, h)) => (
-            h["status"].as_str().unwrap_or("unknown").to_owned(),
-            h["status"].as_str().unwrap_or("unknown").to_owned(),
-            h["exporter_view"]["explanation"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
+    let (state, word, explanation, assessment) = match &health {
+        Ok(h) => (
+            h.status.to_owned(),
+            h.status.to_owned(),
+            h.exporter_view.explanation.to_owned(),
+            h.exporter_view.assessment.to_owned(),
         ),
-        Err(e) => ("unreachable".into(), "unreachable".into(), e.to_string()),
+        Err(e) => (
+            "unreachable".into(),
+            "unreachable".into(),
+            e.to_string(),
+            "unreachable".into(),
+        ),
     };
-    let assessment = health
-        .as_ref()
-        .ok()
-        .and_then(|(_, h)| h["exporter_view"]["assessment"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "unreachable".into());
     let stats = views::stats(&views).ok();
     // A figure the API cannot give yet comes with the API's reason (the
     // first view has no rate: that needs two fetches).
-    let stat = |path: &[&str]| match stats.as_ref() {
-        Some(s) => {
-            let value = path.iter().fold(s, |v, k| &v[*k]);
-            let field = path.join(".");
-            let reason = s["unknown"]
-                .as_array()
-                .and_then(|u| u.iter().find(|u| u["field"] == field.as_str()))
-                .and_then(|u| u["reason"].as_str());
-            match (value, reason) {
-                (Value::Null, Some(reason)) => format!("unknown ({reason})"),
-                (value, _) => number(value),
-            }
-        }
+    let stat = |field: &str, value: fn(&views::StatsView) -> Option<String>| match stats.as_ref() {
+        Some(s) => match (value(s), s.unknown_reason(field)) {
+            (Some(v), _) => v,
+            (None, Some(reason)) => format!("unknown ({reason})"),
+            (None, None) => "unknown".into(),
+        },
         None => "unknown (the pool's status could not be fetched)".into(),
     };
-    let listing = match stats.as_ref().map(|s| &s["returns_connections"]) {
-        Some(Value::Bool(true)) => RETURNING_LISTS,
-        Some(Value::Bool(false)) => PUBLISHED_LISTS,
-        _ => EITHER_LISTS,
+    let listing = match stats.as_ref().map(|s| s.returns_connections) {
+        Some(true) => RETURNING_LISTS,
+        Some(false) => PUBLISHED_LISTS,
+        None => EITHER_LISTS,
     };
     let (rows, total, table_note) = match views.status() {
         Ok(served) => {
@@ -180,11 +174,21 @@ pub async fn page(api: &Api, query: Option<&str>) -> Response<Body> {
         word = html_escape(&word),
         assessment = html_escape(&assessment),
         explanation = html_escape(&explanation),
-        listed = html_escape(&stat(&["connections", "listed"])),
-        healthy = html_escape(&stat(&["connections", "healthy"])),
-        ops = html_escape(&stat(&["native", "operations_per_second"])),
-        lat95 = html_escape(&stat(&["native", "latency_ms", "p95"])),
-        open_failures = html_escape(&stat(&["native", "open_failures_total"])),
+        listed = html_escape(&stat("connections.listed", |s| Some(
+            s.connections.listed.to_string()
+        ))),
+        healthy = html_escape(&stat("connections.healthy", |s| Some(
+            s.connections.healthy.to_string()
+        ))),
+        ops = html_escape(&stat("native.operations_per_second", |s| shown(
+            s.native.operations_per_second
+        ))),
+        lat95 = html_escape(&stat("native.latency_ms.p95", |s| shown(
+            s.native.latency_ms.p95
+        ))),
+        open_failures = html_escape(&stat("native.open_failures_total", |s| shown(
+            s.native.open_failures_total
+        ))),
         listing = html_escape(listing),
         published_lists = html_escape(PUBLISHED_LISTS),
         returning_lists = html_escape(RETURNING_LISTS),
@@ -234,7 +238,7 @@ fn header(key: SortKey, label: &str, q: &ConnectionsQuery) -> String {
 }
 
 fn row(c: &secure_channel_client::Connection) -> String {
-    let (healthy, basis) = views::connection_healthy(c);
+    let (healthy, basis) = crate::pool::observer::connection_healthy(c);
     let cell = |v: Option<f64>| v.map_or_else(|| "unknown".into(), |v| v.to_string());
     format!(
         "<tr data-connection-id=\"{id}\"><td>{id}</td><td>{last}</td><td>{rec}</td><td>{err}</td><td>{p95}</td><td title=\"{basis}\">{healthy}</td></tr>",

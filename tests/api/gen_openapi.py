@@ -31,6 +31,10 @@ FRESHNESS = {
     "source": {"type": "string", "description": "The pool's base URL, credentials removed."},
     "error": {"oneOf": [{"type": "null"}, ref("SnapshotError")], "description": "Why the copy is stale; null when fresh."},
 }
+CAP = {
+    "connections_listed": {"type": "integer", "minimum": 0, "description": "Connections the pool's document listed."},
+    "connections_omitted": {"type": "integer", "minimum": 0, "description": "Listed connections left out by --collector.max-connections (the worst are kept, as in a scrape): connections_listed minus those the answer is made from."},
+}
 NUM = {"type": "number"}
 NNUM = nullable("number")
 
@@ -60,8 +64,9 @@ schemas = {
         "connections": {"type": "array", "items": ref("PoolConnection")},
         "backend": {"type": "string"},
         "last_updated": {"type": "string", "format": "date-time"},
+        **CAP,
         **FRESHNESS,
-    }, required=["endpoint", "connections", *FRESHNESS]),
+    }, required=["endpoint", "connections", *CAP, *FRESHNESS]),
     "ConnectionItem": obj({
         "connection_id": ref("ConnectionId"),
         "last_activity": {"type": "string", "format": "date-time"},
@@ -77,6 +82,7 @@ schemas = {
         "offset": {"type": "integer", "minimum": 0},
         "sort": {"type": "string", "enum": ["id", "p95", "errors", "reconnects", "last_activity"]},
         "order": {"type": "string", "enum": ["asc", "desc"]},
+        **CAP,
         **FRESHNESS,
     }),
     "ConnectionOne": obj({"connection": ref("ConnectionItem"), **FRESHNESS}),
@@ -108,8 +114,8 @@ schemas = {
         "endpoint": {"type": "string"},
         "connections": obj({"listed": {"type": "integer", "minimum": 0}, "healthy": {"type": "integer", "minimum": 0},
                             "in_use": {"type": "null", "description": "The pool reports no count of checked-out connections."}}),
-        "errors": obj({"listed_total": NUM, "seen_per_second": NNUM}),
-        "reconnects": obj({"listed_total": NUM, "seen_per_second": NNUM}),
+        "errors": obj({"listed_total": NUM, "seen_total": NNUM, "seen_per_second": NNUM}),
+        "reconnects": obj({"listed_total": NUM, "seen_total": NNUM, "seen_per_second": NNUM}),
         "p95_latency_ms": obj({"connections_with_samples": {"type": "integer", "minimum": 0},
                                "min": NNUM, "median": NNUM, "p90": NNUM, "max": NNUM}),
         "connection_age_seconds": obj({"basis": {"const": "last_activity"}, "oldest": NNUM, "newest": NNUM}),
@@ -227,7 +233,7 @@ paths = {
          "503": json_ok("Health", "The pool says unhealthy (idle list empty); see exporter_view."), **POOL}),
     "/api/v1/secure-channel/connections": path(
         "listConnections", "The listed connections, sorted, filtered and paged",
-        "Ties keep the id order. healthy filters on is_healthy where reported, else on the pool's 500 ms p95 rule.",
+        "Ties keep the id order. healthy filters on is_healthy where reported, else on the pool's 500 ms p95 rule. Only the connections kept under --collector.max-connections (the worst) are listed; connections_omitted says how many are not.",
         {"200": json_ok("ConnectionList", "A page of connections."), "400": rref("BadRequest"), **POOL},
         [qparam("sort", {"type": "string", "enum": ["id", "p95", "errors", "reconnects", "last_activity"], "default": "id"}, "Sort key."),
          qparam("order", {"type": "string", "enum": ["asc", "desc"], "default": "asc"}, "Sort order."),

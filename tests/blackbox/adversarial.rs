@@ -153,7 +153,7 @@ pub(crate) fn basic(user: &str, pass: &str) -> String {
 }
 
 fn https_client(ca: &str) -> reqwest::Client {
-    secure_channel_exporter::tls::install_crypto_provider();
+    crate::common::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

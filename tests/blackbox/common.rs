@@ -173,8 +173,14 @@ pub fn exporter(pool: &Proc, args: &[&str]) -> Proc {
     exporter_with_env(&pool.url("/"), args, &[])
 }
 
+/// ring as the process's rustls provider, for the tests' own HTTPS
+/// clients (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn client() -> reqwest::Client {
-    secure_channel_exporter::tls::install_crypto_provider();
+    install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(30))

@@ -31,7 +31,7 @@ fn basic(user: &str, pass: &str) -> String {
 }
 
 fn https_client(ca: &str, identity: Option<&Issued>) -> reqwest::Client {
-    secure_channel_exporter::tls::install_crypto_provider();
+    crate::common::install_crypto_provider();
     let mut b = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(10))

@@ -855,6 +855,8 @@ impl PoolClient {
             || (doc == Document::Health && code == StatusCode::SERVICE_UNAVAILABLE);
         if code == StatusCode::UNAUTHORIZED || code == StatusCode::FORBIDDEN {
             let body = read_prefix(&mut response, UNAUTHORIZED_BODY_CAP).await;
+            // Some pools echo the token they refused: never repeat it.
+            let body = i.token.scrub(&body);
             return Err(Error::unauthorized(url, code.as_u16(), &body));
         }
         if !ok {
@@ -996,9 +998,17 @@ pub(crate) fn redact_url(url: &Url) -> String {
     shown.to_string()
 }
 
-/// For text that may not parse as a URL: drops anything that looks like
-/// user info and the query.
-pub(crate) fn redact_text(text: &str) -> String {
+/// A URL as it may be shown, for text that may not parse as one: user
+/// info (anything before an `@` in the authority), query and fragment
+/// dropped. The one URL redactor of the workspace (exported as
+/// `redact_url_text`): the exporter shows the URLs of its flags with it.
+///
+/// ```
+/// use secure_channel_client::redact_url_text;
+/// assert_eq!(redact_url_text("http://u:s3cret@pool:9090/x?t=1"), "http://pool:9090/x");
+/// assert_eq!(redact_url_text("http://u:s3cret@host:bad"), "http://host:bad");
+/// ```
+pub fn redact_text(text: &str) -> String {
     if let Ok(url) = Url::parse(text.trim()) {
         if url.has_host() {
             return redact_url(&url);

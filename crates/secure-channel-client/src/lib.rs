@@ -151,6 +151,7 @@ mod scan;
 mod token;
 
 pub use breaker::{CircuitBreaker, CircuitState};
+pub use client::redact_text as redact_url_text;
 pub use client::{
     CallOptions, Document, Fetched, PoolClient, PoolClientBuilder, DEFAULT_MAX_BODY_BYTES,
     DEFAULT_TIMEOUT,
@@ -159,7 +160,7 @@ pub use error::{Error, ErrorKind};
 pub use model::{Connection, ConnectionId, Health, PoolStatus, Timestamp};
 pub use monitor::{HealthState, Monitor, MonitorBuilder, Snapshot, Transition};
 pub use retry::{Jitter, RetryPolicy};
-pub use token::{Token, TOKEN_FILE_SETTLE};
+pub use token::{scrub_secret, Token, TOKEN_FILE_SETTLE};
 
 /// The README's code blocks, compiled as doctests so that the documented
 /// call style cannot drift from the API.

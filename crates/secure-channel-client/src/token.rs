@@ -124,6 +124,24 @@ impl Token {
         }
     }
 
+    /// `text` with every occurrence of the token now in use replaced by
+    /// `<redacted>`; borrowed when it holds none. For text a pool sends
+    /// back (a 401 body that echoes the token it received) before it is
+    /// shown, logged or republished: the token itself never leaves the
+    /// crate.
+    ///
+    /// ```
+    /// let token = secure_channel_client::Token::value("s3cret");
+    /// assert_eq!(token.scrub(b"bad token s3cret"), &b"bad token <redacted>"[..]);
+    /// assert_eq!(token.scrub(b"no echo"), &b"no echo"[..]);
+    /// ```
+    pub fn scrub<'a>(&self, text: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        match self.header() {
+            Ok(Some(value)) => scrub_secret(text, value.as_bytes()),
+            _ => std::borrow::Cow::Borrowed(text),
+        }
+    }
+
     /// Checks the token can be used (reads the file once).
     pub(crate) fn validate(&self) -> Result<(), Error> {
         self.header().map(|_| ())
@@ -346,6 +364,37 @@ impl TokenFile {
         })?;
         Ok((after, value))
     }
+}
+
+/// `text` with every occurrence of `secret` replaced by `<redacted>`;
+/// borrowed when there is none. [`Token::scrub`] for other secrets (a
+/// password in a URL).
+///
+/// ```
+/// assert_eq!(secure_channel_client::scrub_secret(b"a pw b", b"pw"), &b"a <redacted> b"[..]);
+/// ```
+pub fn scrub_secret<'a>(text: &'a [u8], secret: &[u8]) -> std::borrow::Cow<'a, [u8]> {
+    if secret.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let finder = memchr::memmem::Finder::new(secret);
+    let mut hits = finder.find_iter(text).peekable();
+    if hits.peek().is_none() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut from = 0;
+    for at in hits {
+        // Overlapping echoes (a token inside itself) were covered already.
+        if at < from {
+            continue;
+        }
+        out.extend_from_slice(&text[from..at]);
+        out.extend_from_slice(b"<redacted>");
+        from = at + secret.len();
+    }
+    out.extend_from_slice(&text[from..]);
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

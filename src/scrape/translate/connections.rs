@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use super::{bool_value, cap, l};
+use crate::exposition::catalogue::{self, FamilyDef};
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{MetricFamily, MetricType};
+use crate::pool::limits::badness;
 use crate::pool::{Connection, Timestamp};
-use crate::scrape::catalogue::{self, FamilyDef};
 
 /// Which listed connections get per-connection series
 /// (`--collector.connections`).
@@ -226,11 +227,6 @@ fn line_prefix(prefix: &mut String, name: &str, escaped_endpoint: &str) {
     prefix.push_str("\",connection_id=\"");
 }
 
-/// How bad a connection looks: most errors, then highest p95.
-fn badness(c: &Connection) -> (f64, f64) {
-    (c.errors, c.p95_latency_ms.unwrap_or(0.0))
-}
-
 /// One connection per id (as exported, so `1` and `"1"` are one id, and so
 /// are ids equal once cut to `max_len`): the worst of them, the first on a
 /// tie, in the place of the first. Two series with one label set would
@@ -265,27 +261,4 @@ pub(super) fn dedupe_connections(
     }
     let dropped = connections.len() - kept.len();
     (kept, dropped)
-}
-
-/// Keeps at most `max` connections, preferring the worst (most errors, then
-/// highest p95) so the interesting ones survive the cap; pool order is kept.
-pub(super) fn select_connections(
-    connections: Vec<&Connection>,
-    max: usize,
-) -> (Vec<&Connection>, usize) {
-    if connections.len() <= max {
-        return (connections, 0);
-    }
-    let mut order: Vec<usize> = (0..connections.len()).collect();
-    if max > 0 {
-        order.select_nth_unstable_by(max - 1, |&a, &b| {
-            badness(connections[b])
-                .partial_cmp(&badness(connections[a]))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-    }
-    order.truncate(max);
-    order.sort_unstable();
-    let kept = order.into_iter().map(|i| connections[i]).collect();
-    (kept, connections.len() - max)
 }

@@ -9,12 +9,13 @@ mod snapshot;
 
 use std::borrow::Cow;
 
-use super::catalogue;
+use crate::exposition::catalogue;
 use crate::exposition::encode::Encoder;
 use crate::exposition::{Format, Label, MetricFamily};
+use crate::pool::history::DerivedCounters;
+use crate::pool::limits::keep_worst;
 use crate::pool::PoolStatus;
-use crate::scrape::derived::DerivedCounters;
-use connections::{dedupe_connections, select_connections, ConnectionSeries};
+use connections::{dedupe_connections, ConnectionSeries};
 use native::{pass_through, NativeDrops};
 
 pub use connections::ConnectionFilter;
@@ -199,7 +200,7 @@ impl<'a> Parts<'a> {
                 .into_iter()
                 .filter(|c| options.connections.admits(c))
                 .collect();
-            let (kept, left_out) = select_connections(admitted, options.max_connections);
+            let (kept, left_out) = keep_worst(admitted, options.max_connections);
             omitted = left_out;
             times_out_of_range = kept
                 .iter()
@@ -419,6 +420,7 @@ fn exporter_families(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
     use super::*;
@@ -426,9 +428,9 @@ mod tests {
     use crate::exposition::{encode, parse, Format, Sample};
     use crate::pool::FailureReason;
 
-    fn ok<T>(value: T) -> SourceOutcome<T> {
+    fn ok<T>(value: T) -> SourceOutcome<Arc<T>> {
         SourceOutcome {
-            result: Ok(value),
+            result: Ok(Arc::new(value)),
             duration: Duration::from_millis(3),
         }
     }
@@ -974,7 +976,7 @@ mod tests {
         let extra =
             [MetricFamily::new("process_x", "h", MetricType::Gauge).with_sample(vec![], 2.5)];
         let counters = SourceCounters {
-            derived: Some(crate::scrape::derived::DerivedCounters {
+            derived: Some(crate::pool::history::DerivedCounters {
                 endpoint: "relay.example.net:443".into(),
                 errors_seen: 3.0,
                 reconnects_seen: 1.0,
@@ -1041,7 +1043,7 @@ mod tests {
                 ..SimConfig::default()
             });
             let status = snap.status.result.as_ref().unwrap();
-            let (kept, _) = select_connections(status.connections.iter().collect(), usize::MAX);
+            let (kept, _) = keep_worst(status.connections.iter().collect(), usize::MAX);
             let series = ConnectionSeries {
                 endpoint: &status.endpoint,
                 kept,

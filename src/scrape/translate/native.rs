@@ -12,9 +12,9 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+use crate::exposition::catalogue;
 use crate::exposition::parse::parse_value;
 use crate::exposition::{Label, MetricFamily, MetricType, ParsedExposition, Sample};
-use crate::scrape::catalogue;
 
 /// Why native families or series were not passed through, counted per
 /// scrape.

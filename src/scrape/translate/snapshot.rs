@@ -1,6 +1,7 @@
 //! The documents of one scrape as fetched: each one's result and how long
 //! it took.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::exposition::ParsedExposition;
@@ -17,9 +18,9 @@ pub struct SourceOutcome<T> {
 /// The three documents of one scrape.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub status: SourceOutcome<PoolStatus>,
-    pub health: SourceOutcome<Health>,
-    pub metrics: SourceOutcome<ParsedExposition>,
+    pub status: SourceOutcome<Arc<PoolStatus>>,
+    pub health: SourceOutcome<Arc<Health>>,
+    pub metrics: SourceOutcome<Arc<ParsedExposition>>,
 }
 
 impl Snapshot {

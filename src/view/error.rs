@@ -8,6 +8,7 @@ use hyper::{Response, StatusCode};
 use secure_channel_client::ErrorKind;
 
 use crate::http::{json_error, Body};
+use crate::pool::{PoolFailure, Unavailable};
 
 /// What the API answers instead of a view.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -36,6 +37,17 @@ pub enum ApiError {
     PoolBadAnswer { detail: String },
 }
 
+impl From<Unavailable> for ApiError {
+    fn from(e: Unavailable) -> Self {
+        match e {
+            Unavailable::Failed(failure) => Self::from_pool(&failure),
+            Unavailable::NotYet => Self::PoolUnreachable {
+                detail: e.to_string(),
+            },
+        }
+    }
+}
+
 /// Whole seconds for `Retry-After`, rounded up and at least 1.
 fn retry_after_secs(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
@@ -49,10 +61,11 @@ impl ApiError {
         }
     }
 
-    /// The API error for a failed fetch of a pool document.
-    pub fn from_pool(error: &secure_channel_client::Error) -> Self {
-        let detail = error.to_string();
-        match error.kind() {
+    /// The API error for a failed fetch of a pool document (its message
+    /// already free of every secret the exporter knows).
+    pub fn from_pool(failure: &PoolFailure) -> Self {
+        let detail = failure.message.to_string();
+        match failure.kind {
             ErrorKind::Timeout => Self::PoolTimeout { detail },
             ErrorKind::Connect | ErrorKind::CircuitOpen => Self::PoolUnreachable { detail },
             _ => Self::PoolBadAnswer { detail },
@@ -109,22 +122,14 @@ mod tests {
         let resp = e.response();
         assert_eq!(resp.status(), 429);
         assert_eq!(resp.headers()[RETRY_AFTER], "2");
-        let client = secure_channel_client::PoolClient::builder()
-            .build()
-            .unwrap();
-        let expired = secure_channel_client::CallOptions::new()
-            .deadline(tokio::time::Instant::now() - Duration::from_millis(1));
-        let timeout = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(client.status(expired))
-            .unwrap_err();
+        let failure = |kind, message: &str| PoolFailure {
+            kind,
+            message: message.into(),
+            at: std::time::SystemTime::now(),
+        };
+        let timeout = failure(ErrorKind::Timeout, "http://p/healthz did not answer");
         assert_eq!(ApiError::from_pool(&timeout).status(), 504);
-        let status = secure_channel_client::PoolClient::builder()
-            .base_url("ftp://pool")
-            .build()
-            .unwrap_err();
+        let status = failure(ErrorKind::Status, "http://p/healthz answered HTTP 500");
         assert_eq!(ApiError::from_pool(&status).code(), "pool_bad_answer");
     }
 }

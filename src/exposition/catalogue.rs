@@ -153,6 +153,17 @@ pub fn is_reserved(name: &str) -> bool {
 /// Suffixes of the samples of a family, in either format.
 const SAMPLE_SUFFIXES: &[&str] = &["_total", "_created", "_bucket", "_count", "_sum", "_info"];
 
+/// Registers `metric` under the catalogue's name and HELP (the crate adds
+/// `_total` to counters and a full stop to HELP itself).
+pub fn register(
+    registry: &mut prometheus_client::registry::Registry,
+    def: &FamilyDef,
+    metric: impl prometheus_client::registry::Metric,
+) {
+    let name = def.name.strip_suffix("_total").unwrap_or(def.name);
+    registry.register(name, def.help.trim_end_matches('.'), metric);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

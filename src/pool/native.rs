@@ -1,4 +1,4 @@
-//! What the API reads from the pool's native exposition: the latency
+//! What the exporter reads from the pool's native exposition: the latency
 //! histogram (its `_count` is the operation count, handshakes included,
 //! docs/pool-behaviour.md) and the counter of failures to open connections. Pure.
 
@@ -58,7 +58,7 @@ pub fn summarize(parsed: &ParsedExposition) -> NativeSummary {
         .find(|f| {
             f.kind == MetricType::Counter
                 && f.name.ends_with("_errors_total")
-                && !crate::scrape::catalogue::is_reserved(&f.name)
+                && !crate::exposition::catalogue::is_reserved(&f.name)
         })
         .map(|f| f.samples.iter().map(|s| s.value).sum());
     out
