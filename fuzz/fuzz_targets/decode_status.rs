@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let snapshot = Snapshot {
         status: SourceOutcome {
-            result: Ok(status),
+            result: Ok(std::sync::Arc::new(status)),
             duration: Default::default(),
         },
         health: SourceOutcome {
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
             duration: Default::default(),
         },
         metrics: SourceOutcome {
-            result: Ok(parse("")),
+            result: Ok(std::sync::Arc::new(parse(""))),
             duration: Default::default(),
         },
     };
