@@ -19,6 +19,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use secure_channel_client::Document;
 use tokio::time::Instant;
 
+use crate::exposition::parse::SourceFormat;
 use crate::http::{respond, Body, PeerAddr, JSON};
 use crate::pool::{PoolObserver, Recent};
 pub use cors::Cors;
@@ -273,11 +274,14 @@ impl Api {
                 let served = views.metrics()?;
                 // The one kept copy, shared (a reference count, not a copy
                 // of up to --pool.max-body-size per request).
-                let mut resp = respond(
-                    StatusCode::OK,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                    served.value.text.clone(),
-                );
+                // Labelled with the format the text is in, as it was read.
+                let content_type = match served.value.parsed.format {
+                    SourceFormat::Text => "text/plain; version=0.0.4; charset=utf-8",
+                    SourceFormat::OpenMetrics => {
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                    }
+                };
+                let mut resp = respond(StatusCode::OK, content_type, served.value.text.clone());
                 let h = resp.headers_mut();
                 h.insert(AGE, HeaderValue::from(served.age().as_secs()));
                 h.insert(

@@ -252,11 +252,12 @@ paths = {
         {"200": json_ok("Stats", "The aggregates."), **POOL}),
     "/api/v1/secure-channel/metrics": path(
         "getPoolMetrics", "The pool's native metrics as it sent them",
-        "Prometheus text 0.0.4 from the cached snapshot (Age and X-Snapshot-Stale headers tell its freshness).",
+        "The pool's exposition as it sent it (secrets removed), in its own format: Prometheus text 0.0.4 or OpenMetrics 1.0, as the Content-Type says. Age and X-Snapshot-Stale headers tell its freshness.",
         {"200": {"description": "The native exposition.",
                  "headers": {"Age": {"schema": {"type": "integer"}},
                              "X-Snapshot-Stale": {"schema": {"type": "string", "enum": ["true", "false"]}}},
-                 "content": {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}}},
+                 "content": {"text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}},
+                             "application/openmetrics-text; version=1.0.0; charset=utf-8": {"schema": {"type": "string"}}}},
          **POOL}),
     "/api/v1/status": path(
         "getServiceStatus", "The service's enhanced status",

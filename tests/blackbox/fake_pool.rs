@@ -16,6 +16,9 @@ pub struct Answer {
     pub body: Arc<String>,
     /// Held until [`FakePool::release`].
     pub hang: bool,
+    /// The Content-Type sent (none when empty); the document's usual one
+    /// when `None`.
+    pub content_type: Option<&'static str>,
 }
 
 impl Answer {
@@ -24,6 +27,7 @@ impl Answer {
             code: 200,
             body: Arc::new(body.into()),
             hang: false,
+            content_type: None,
         }
     }
 
@@ -32,11 +36,17 @@ impl Answer {
             code,
             body: Arc::new(body.into()),
             hang: false,
+            content_type: None,
         }
     }
 
     pub fn hanging(mut self) -> Self {
         self.hang = true;
+        self
+    }
+
+    pub fn with_content_type(mut self, content_type: &'static str) -> Self {
+        self.content_type = Some(content_type);
         self
     }
 }
@@ -121,14 +131,20 @@ impl FakePool {
                             open = gate.opened.wait(open).unwrap();
                         }
                     }
-                    let ctype = if i == 2 {
+                    let ctype = answer.content_type.unwrap_or(if i == 2 {
                         "text/plain; version=0.0.4"
                     } else {
                         "application/json"
+                    });
+                    // An empty type means no Content-Type header at all.
+                    let ctype_line = if ctype.is_empty() {
+                        String::new()
+                    } else {
+                        format!("Content-Type: {ctype}\r\n")
                     };
                     let _ = write!(
                         stream,
-                        "HTTP/1.1 {} X\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        "HTTP/1.1 {} X\r\n{ctype_line}Content-Length: {}\r\nConnection: close\r\n\r\n",
                         answer.code,
                         answer.body.len()
                     );

@@ -463,3 +463,41 @@ async fn o7_slow_readers_of_the_native_passthrough_share_one_copy() {
     assert!(peak < 96.0, "peak RSS {peak:.1} MiB");
     drop(readers);
 }
+
+/// The pool's own exposition over the API is labelled with the format it
+/// is in: an OpenMetrics pool's text is not announced as text 0.0.4.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn o8_the_native_text_over_the_api_states_its_own_format() {
+    const OPENMETRICS: &str = "# TYPE secure_channel_errors counter\n# UNIT secure_channel_errors errors\nsecure_channel_errors_total{endpoint=\"e:443\"} 3\n# EOF\n";
+    const OM_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    for (native, sent_as, expected) in [
+        (
+            NATIVE,
+            "text/plain; version=0.0.4",
+            "text/plain; version=0.0.4; charset=utf-8",
+        ),
+        (OPENMETRICS, OM_TYPE, OM_TYPE),
+        // No Content-Type at all, as the published pool sends: the
+        // document's own markers decide.
+        (OPENMETRICS, "", OM_TYPE),
+    ] {
+        let pool = FakePool::start([
+            Answer::ok(fake_pool::status(2)),
+            Answer::ok(HEALTHY),
+            Answer::ok(native).with_content_type(sent_as),
+        ]);
+        let exp = exporter_with_env(&pool.url(), &["--api.rate-limit", "0"], &[]);
+        let resp = client()
+            .get(exp.url(&format!("{S}/metrics")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            resp.headers()["content-type"].to_str().unwrap(),
+            expected,
+            "{native}"
+        );
+        assert_eq!(resp.text().await.unwrap(), native);
+    }
+}
