@@ -844,7 +844,19 @@ impl PoolClient {
                 request = request.header("X-Auth-Token", value);
             }
         }
-        let mut response = request.send().await.map_err(|e| transport_error(url, e))?;
+        // A kept-alive connection the server closes just as the request goes
+        // out (its idle timeout equal to the caller's polling interval)
+        // fails the request before any answer. A GET is safe to send again,
+        // and a fresh connection cannot have gone idle: once, at once.
+        let again = request.try_clone();
+        let sent = match request.send().await {
+            Err(e) if closed_before_answer(&e) => match again {
+                Some(again) => again.send().await,
+                None => Err(e),
+            },
+            other => other,
+        };
+        let mut response = sent.map_err(|e| transport_error(url, e))?;
         let code = response.status();
         let content_type = response
             .headers()
@@ -1021,6 +1033,20 @@ pub fn redact_text(text: &str) -> String {
         Some(at) => format!("{}{}", &text[..start], &text[start + at + 1..]),
         None => text.to_owned(),
     }
+}
+
+/// Whether the server closed the connection after the request was sent
+/// and before any byte of an answer: what a kept-alive connection closed
+/// by the server's idle timeout looks like.
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            return h.is_incomplete_message();
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn transport_error(url: &str, e: reqwest::Error) -> Error {

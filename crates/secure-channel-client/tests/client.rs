@@ -626,3 +626,56 @@ async fn a_server_name_override_resolves_per_connection() {
         .unwrap_err();
     assert!(e.is_config() && e.to_string().contains("DNS name"), "{e}");
 }
+
+/// A server that keeps the connection alive after its first answer, then
+/// closes it as the next request arrives (its idle timeout running out
+/// just then): the client sends that GET again on a new connection instead
+/// of failing the call.
+#[tokio::test]
+async fn a_kept_alive_connection_closed_as_the_request_goes_out_is_retried_once() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = accepted.clone();
+    std::thread::spawn(move || {
+        let body = r#"{"status":"healthy","timestamp":"2026-12-01T00:00:00Z","pool_healthy":true,"active_connections":1}"#;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let read_request = |s: &mut std::net::TcpStream| {
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if s.read(&mut byte).unwrap_or(0) == 0 {
+                    return false;
+                }
+                head.push(byte[0]);
+            }
+            true
+        };
+        for stream in listener.incoming() {
+            let mut s = stream.unwrap();
+            let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(read_request(&mut s));
+            s.write_all(answer.as_bytes()).unwrap();
+            if n == 0 {
+                // The second request on this connection: read, then close
+                // without a byte of answer.
+                if read_request(&mut s) {
+                    drop(s);
+                }
+            }
+        }
+    });
+    let c = client(&url);
+    for call in 0..2 {
+        let h = c
+            .health(CallOptions::new())
+            .await
+            .unwrap_or_else(|e| panic!("call {call}: {e}"));
+        assert_eq!(h.pool_healthy, Some(true));
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
