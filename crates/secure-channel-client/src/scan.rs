@@ -40,11 +40,9 @@ pub(crate) fn decode_status_into<S: ConnectionSink>(
     input: &[u8],
     mut new_sink: impl FnMut() -> S,
 ) -> Result<(PoolStatus, S), serde_json::Error> {
-    let mut sink = new_sink();
-    if let Some(status) = scan_status_into(input, &mut sink) {
-        return Ok((status, sink));
+    if let Some(done) = scan_status_into(input, new_sink()) {
+        return Ok(done);
     }
-    drop(sink);
     let mut sink = new_sink();
     let status = deserialize_status(input, &mut sink)?;
     Ok((status, sink))
@@ -52,17 +50,19 @@ pub(crate) fn decode_status_into<S: ConnectionSink>(
 
 /// The scanner alone: `None` when it leaves the document to serde.
 pub(crate) fn scan_status(input: &[u8]) -> Option<PoolStatus> {
-    let mut connections = Vec::new();
-    let mut status = scan_status_into(input, &mut connections)?;
+    let (mut status, connections) = scan_status_into(input, Vec::new())?;
     status.connections = connections;
     Some(status)
 }
 
-fn scan_status_into<S: ConnectionSink>(input: &[u8], sink: &mut S) -> Option<PoolStatus> {
+/// The sink is taken and given back by value: held in a local while the
+/// list is scanned, a `Vec` sink's pushes stay as fast as a plain loop's
+/// (through a reference they measured ~9% slower on the whole decode).
+fn scan_status_into<S: ConnectionSink>(input: &[u8], sink: S) -> Option<(PoolStatus, S)> {
     let mut s = Scanner { b: input, i: 0 };
-    let status = s.status(sink)?;
+    let done = s.status(sink)?;
     s.ws();
-    (s.i == s.b.len()).then_some(status)
+    (s.i == s.b.len()).then_some(done)
 }
 
 struct Scanner<'a> {
@@ -437,11 +437,11 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    fn connections<S: ConnectionSink>(&mut self, out: &mut S) -> Option<()> {
+    fn connections<S: ConnectionSink>(&mut self, mut out: S) -> Option<S> {
         self.eat(b'[')?;
         if self.peek()? == b']' {
             self.i += 1;
-            return Some(());
+            return Some(out);
         }
         // The pool writes about 130 bytes per connection.
         out.size_hint((self.b.len() / 128).min(1 << 16));
@@ -457,12 +457,12 @@ impl<'a> Scanner<'a> {
             };
             out.connection(c);
             if !self.more(b']')? {
-                return Some(());
+                return Some(out);
             }
         }
     }
 
-    fn status<S: ConnectionSink>(&mut self, sink: &mut S) -> Option<PoolStatus> {
+    fn status<S: ConnectionSink>(&mut self, mut sink: S) -> Option<(PoolStatus, S)> {
         let mut endpoint = None;
         let mut s = PoolStatus {
             endpoint: String::new(),
@@ -500,7 +500,7 @@ impl<'a> Scanner<'a> {
                     }
                     b"connections" => {
                         seen.first(32)?;
-                        self.connections(sink)?;
+                        sink = self.connections(sink)?;
                     }
                     b"backend" => {
                         seen.first(64)?;
@@ -518,7 +518,7 @@ impl<'a> Scanner<'a> {
             }
         }
         s.endpoint = endpoint?;
-        Some(s)
+        Some((s, sink))
     }
 }
 

@@ -27,6 +27,7 @@ pub trait ConnectionSink {
 }
 
 impl ConnectionSink for Vec<Connection> {
+    #[inline]
     fn connection(&mut self, connection: Connection) {
         self.push(connection);
     }
