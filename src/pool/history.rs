@@ -108,6 +108,11 @@ impl ListedCounters {
         listed
     }
 
+    /// Room for `connections` more integer ids.
+    pub fn reserve(&mut self, connections: usize) {
+        self.numbers.reserve(connections);
+    }
+
     /// The next listed connection.
     pub fn push(&mut self, c: &Connection) {
         match c.connection_id.as_u64() {

@@ -370,6 +370,8 @@ impl ConnectionSink for Listing {
 
     fn size_hint(&mut self, connections: usize) {
         self.kept.reserve(connections.min(self.cut_at));
+        self.ids.numbers.reserve(connections);
+        self.counters.reserve(connections);
     }
 }
 

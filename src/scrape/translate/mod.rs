@@ -195,9 +195,17 @@ impl<'a> Parts<'a> {
         if let Ok(doc) = &snapshot.status.result {
             let status = &doc.status;
             truncated += pool_families(status, doc.listed, max_len, &mut head);
-            // The pool layer kept one copy of each id; ids cut to the
+            // The pool layer kept one copy of each id; only ids cut to the
             // longest label value can still meet here.
-            let (unique, dropped) = dedupe_connections(&status.connections, max_len);
+            let long_ids = status
+                .connections
+                .iter()
+                .any(|c| c.connection_id.as_str().len() > max_len);
+            let (unique, dropped) = if long_ids {
+                dedupe_connections(&status.connections, max_len)
+            } else {
+                (status.connections.iter().collect(), 0)
+            };
             duplicates = doc.duplicates + dropped;
             let admitted = unique
                 .into_iter()
