@@ -115,7 +115,13 @@ impl ListedCounters {
 
     /// The next listed connection.
     pub fn push(&mut self, c: &Connection) {
-        match c.connection_id.as_u64() {
+        self.push_numbered(c, c.connection_id.as_u64());
+    }
+
+    /// The next listed connection, whose id as an integer (when it is all
+    /// digits) the caller has already read.
+    pub fn push_numbered(&mut self, c: &Connection, number: Option<u64>) {
+        match number {
             Some(n) => {
                 self.id_range = Some(match self.id_range {
                     Some((lo, hi)) => (lo.min(n), hi.max(n)),

@@ -164,8 +164,10 @@ struct Listing {
     duplicates: usize,
     /// Distinct ids of which a copy reports activity.
     active: usize,
-    /// Position in the list, and the connection.
-    kept: Vec<(usize, Connection)>,
+    /// The connections kept so far, in list order, and their positions in
+    /// the list.
+    kept: Vec<Connection>,
+    positions: Vec<usize>,
     /// Every id listed so far: where its copy is in `kept`, if it is.
     ids: Ids,
     /// The rank of the last connection kept by the latest cut: the ranks
@@ -189,9 +191,34 @@ impl Held {
     const CUT: u32 = u32::MAX;
 }
 
-/// Ids by their text. Canonical integers (every known pool build) are
-/// keyed as numbers, without an allocation; the hash is keyed per process
-/// because the ids are the pool's to choose.
+/// An id by its text: canonical integers (every known pool build) as
+/// numbers, so they are kept without an allocation.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Number(u64),
+    Name(&'a str),
+}
+
+impl<'a> Key<'a> {
+    /// The key of `id`, and the id as an integer when it is all digits
+    /// (how the history keys it).
+    fn of(id: &'a ConnectionId) -> (Self, Option<u64>) {
+        let number = id.as_u64();
+        // `7`, not `07` or `+7`, which are other ids.
+        let canonical = match id.as_str().as_bytes() {
+            [b'0'] => true,
+            [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+            _ => false,
+        };
+        match number {
+            Some(n) if canonical => (Key::Number(n), number),
+            _ => (Key::Name(id.as_str()), number),
+        }
+    }
+}
+
+/// Every id listed so far. The hash is keyed per process: the ids are the
+/// pool's to choose.
 #[derive(Default)]
 struct Ids {
     numbers: HashMap<u64, Held, foldhash::fast::RandomState>,
@@ -199,33 +226,18 @@ struct Ids {
 }
 
 impl Ids {
-    fn get_mut(&mut self, id: &ConnectionId) -> Option<&mut Held> {
-        match canonical_number(id) {
-            Some(n) => self.numbers.get_mut(&n),
-            None => self.names.get_mut(id.as_str()),
+    fn get_mut(&mut self, key: Key) -> Option<&mut Held> {
+        match key {
+            Key::Number(n) => self.numbers.get_mut(&n),
+            Key::Name(name) => self.names.get_mut(name),
         }
     }
 
-    fn insert(&mut self, id: &ConnectionId, held: Held) {
-        match canonical_number(id) {
-            Some(n) => self.numbers.insert(n, held),
-            None => self.names.insert(id.as_str().into(), held),
+    fn insert(&mut self, key: Key, held: Held) {
+        match key {
+            Key::Number(n) => self.numbers.insert(n, held),
+            Key::Name(name) => self.names.insert(name.into(), held),
         };
-    }
-}
-
-/// The id as a number when its text is the number's decimal form (`7`,
-/// not `07` or `+7`, which are other ids).
-fn canonical_number(id: &ConnectionId) -> Option<u64> {
-    let canonical = match id.as_str().as_bytes() {
-        [b'0'] => true,
-        [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
-        _ => false,
-    };
-    if canonical {
-        id.as_u64()
-    } else {
-        None
     }
 }
 
@@ -238,6 +250,7 @@ impl Listing {
             duplicates: 0,
             active: 0,
             kept: Vec::new(),
+            positions: Vec::new(),
             ids: Ids::default(),
             floor: None,
             dropped: None,
@@ -251,40 +264,65 @@ impl Listing {
             .add(c);
     }
 
-    /// Takes `c` in as its id's copy.
-    fn hold(&mut self, position: usize, c: Connection, active: bool) {
+    /// Takes `c`, whose id is `key`, in as its id's copy.
+    fn hold(&mut self, key: Key, position: usize, active: bool) {
         let slot = u32::try_from(self.kept.len()).unwrap_or(Held::CUT - 1);
-        self.ids.insert(&c.connection_id, Held { slot, active });
-        self.kept.push((position, c));
+        self.ids.insert(key, Held { slot, active });
+        self.positions.push(position);
+    }
+
+    /// The connection whose id `hold` just took in.
+    fn keep(&mut self, connection: Connection) {
+        self.kept.push(connection);
         if self.kept.len() >= self.cut_at {
             self.cut();
         }
     }
 
     /// Keeps the worst `self.max`; ties go to the one listed first, so the
-    /// choice does not depend on when the cuts happen.
+    /// choice does not depend on when the cuts happen. The kept stay in
+    /// list order (a later copy of a cut id comes after everything kept),
+    /// so their index in `kept` orders ties as their position does.
     fn cut(&mut self) {
-        if self.kept.len() <= self.max {
+        let len = self.kept.len();
+        if len <= self.max {
             return;
         }
+        let mut keep = vec![false; len];
         if self.max > 0 {
-            self.kept
-                .select_nth_unstable_by(self.max - 1, |(i, a), (j, b)| {
-                    worse_first(a, b).then(i.cmp(j))
-                });
-            let (position, last) = &self.kept[self.max - 1];
-            self.floor = Some((badness(last), *position));
-        }
-        let mut dropped = self.dropped.take().unwrap_or_default();
-        for (_, c) in self.kept.drain(self.max..) {
-            dropped.add(&c);
-            if let Some(held) = self.ids.get_mut(&c.connection_id) {
-                held.slot = Held::CUT;
+            let bad: Vec<[f64; 3]> = self.kept.iter().map(badness).collect();
+            let mut order: Vec<u32> = (0..len as u32).collect();
+            order.select_nth_unstable_by(self.max - 1, |&a, &b| {
+                worse_badness_first(&bad[a as usize], &bad[b as usize]).then(a.cmp(&b))
+            });
+            let last = order[self.max - 1] as usize;
+            self.floor = Some((bad[last], self.positions[last]));
+            for &i in &order[..self.max] {
+                keep[i as usize] = true;
             }
         }
+        let mut dropped = self.dropped.take().unwrap_or_default();
+        let ids = &mut self.ids;
+        let mut at = 0;
+        self.kept.retain(|c| {
+            let kept = keep[at];
+            at += 1;
+            if !kept {
+                dropped.add(c);
+                if let Some(held) = ids.get_mut(Key::of(&c.connection_id).0) {
+                    held.slot = Held::CUT;
+                }
+            }
+            kept
+        });
+        let mut at = 0;
+        self.positions.retain(|_| {
+            at += 1;
+            keep[at - 1]
+        });
         self.dropped = Some(dropped);
-        for (slot, (_, c)) in self.kept.iter().enumerate() {
-            if let Some(held) = self.ids.get_mut(&c.connection_id) {
+        for (slot, c) in self.kept.iter().enumerate() {
+            if let Some(held) = self.ids.get_mut(Key::of(&c.connection_id).0) {
                 held.slot = slot as u32;
             }
         }
@@ -304,17 +342,16 @@ impl Listing {
 
     fn finish(mut self, mut status: PoolStatus) -> (StatusDoc, ListedCounters) {
         self.cut();
-        self.kept.sort_unstable_by_key(|(i, _)| *i);
         let summary = match self.dropped.take() {
             Some(mut whole) => {
-                for (_, c) in &self.kept {
+                for c in &self.kept {
                     whole.add(c);
                 }
                 OnceLock::from(whole.finish())
             }
             None => OnceLock::new(),
         };
-        status.connections = self.kept.into_iter().map(|(_, c)| c).collect();
+        status.connections = self.kept;
         let distinct = self.listed - self.duplicates;
         let doc = StatusDoc {
             omitted: distinct - status.connections.len(),
@@ -330,13 +367,15 @@ impl Listing {
 
 impl ConnectionSink for Listing {
     fn connection(&mut self, connection: Connection) {
-        self.counters.push(&connection);
+        let (key, number) = Key::of(&connection.connection_id);
+        self.counters.push_numbered(&connection, number);
         let position = self.listed;
         self.listed += 1;
         let active = reports_activity(&connection);
-        let Some(held) = self.ids.get_mut(&connection.connection_id) else {
+        let Some(held) = self.ids.get_mut(key) else {
             self.active += usize::from(active);
-            self.hold(position, connection, active);
+            self.hold(key, position, active);
+            self.keep(connection);
             return;
         };
         self.duplicates += 1;
@@ -354,14 +393,15 @@ impl ConnectionSink for Listing {
             if self.below_floor(&connection, position) {
                 self.drop_copy(&connection);
             } else {
-                self.hold(position, connection, held.active);
+                self.hold(key, position, held.active);
+                self.keep(connection);
             }
             return;
         }
         let slot = held.slot as usize;
-        if worse_first(&connection, &self.kept[slot].1).is_lt() {
+        if worse_first(&connection, &self.kept[slot]).is_lt() {
             // The worse copy takes the first one's place in the list.
-            let before = std::mem::replace(&mut self.kept[slot].1, connection);
+            let before = std::mem::replace(&mut self.kept[slot], connection);
             self.drop_copy(&before);
         } else {
             self.drop_copy(&connection);
@@ -369,7 +409,9 @@ impl ConnectionSink for Listing {
     }
 
     fn size_hint(&mut self, connections: usize) {
-        self.kept.reserve(connections.min(self.cut_at));
+        let kept = connections.min(self.cut_at);
+        self.kept.reserve(kept);
+        self.positions.reserve(kept);
         self.ids.numbers.reserve(connections);
         self.counters.reserve(connections);
     }
