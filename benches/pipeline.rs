@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use secure_channel_exporter::exposition::encode::Encoder;
 use secure_channel_exporter::exposition::{buffer, parse, Encoding, Format};
-use secure_channel_exporter::pool::{Health, PoolStatus};
+use secure_channel_exporter::pool::{Health, PoolStatus, StatusDoc};
 use secure_channel_exporter::scrape::translate::{
     encode_scrape, translate, write_scrape, BuildInfo, ConnectionFilter, Snapshot, SourceCounters,
     SourceOutcome, TranslateOptions,
@@ -42,7 +42,8 @@ fn ok<T>(result: T) -> SourceOutcome<std::sync::Arc<T>> {
 
 fn snapshot(status: &str, health: &str, metrics: &str) -> Snapshot {
     Snapshot {
-        status: ok(serde_json::from_str::<PoolStatus>(status).unwrap()),
+        // As the pool layer decodes it, every connection kept.
+        status: ok(StatusDoc::decode(status.as_bytes(), usize::MAX).unwrap().0),
         health: ok(serde_json::from_str::<Health>(health).unwrap()),
         metrics: ok(parse(metrics)),
     }
@@ -75,6 +76,14 @@ fn pipeline(c: &mut Criterion) {
         // The client crate's decoder: the specialised scanner, serde's result.
         group.bench_function("decode_specialised", |b| {
             b.iter(|| PoolStatus::from_slice(black_box(status.as_bytes())).unwrap())
+        });
+        // The pool layer's decoder: the same, every connection kept, and
+        // with the default cap of 1,000 applied as the list is read.
+        group.bench_function("decode_pool_layer_all", |b| {
+            b.iter(|| StatusDoc::decode(black_box(status.as_bytes()), usize::MAX).unwrap())
+        });
+        group.bench_function("decode_pool_layer_capped_1000", |b| {
+            b.iter(|| StatusDoc::decode(black_box(status.as_bytes()), 1000).unwrap())
         });
         for (name, format) in [
             ("translate_encode_text", Format::PrometheusText),
@@ -208,7 +217,7 @@ fn per_connection_families(c: &mut Criterion) {
     // failed, i.e. the four per-connection families plus a few dozen
     // pool-level and self-metric series.
     let snap = Snapshot {
-        status: ok(decoded.clone()),
+        status: ok(StatusDoc::keep_all(decoded.clone())),
         health: SourceOutcome {
             result: Err(secure_channel_exporter::pool::FailureReason::Timeout),
             duration: Duration::from_millis(2),

@@ -49,7 +49,7 @@ need() {
 }
 need wrk wrk
 need nginx nginx-light
-[ -x "$bin/secure-channel-exporter" ] || cargo build --release --locked --bins
+[ -x "$bin/secure-channel-exporter" ] && [ -x "$bin/secure-channel-sim" ] || cargo build --release --locked --bins
 venv=target/bench/venv
 if [ "$peer" = 1 ] && ! "$venv/bin/python" -c 'import prometheus_client' 2>/dev/null; then
   python3 -m venv "$venv"

@@ -8,6 +8,8 @@ Against a fake pool (this script) whose documents it controls:
   burst      8 MiB status of minimal connections, 40 concurrent API calls
              plus 2 scrapes: peak RSS, largest API answer, /health and
              /metrics latency during the burst
+  burst_text_ids   the same with short text ids ("c1f"), which cost an
+             allocation each wherever an id is kept
   slow       the pool's status answers after 4 s, --web.max-requests 8,
              24 API calls in a wave: /health latency during the wave
   hang       /healthz hangs 6 s: status view latency while a health
@@ -32,11 +34,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TOKEN = "tok-SECRET-4242"
 
 
-def minimal_status(cap):
+def minimal_status(cap, text_ids=False):
     parts, n, size = [], 0, 64
     while size < cap - 64:
         n += 1
-        c = '{"connection_id":%d,"errors":%d}' % (n, 9 if n % 1000 == 0 else 0)
+        cid = '"c%x"' % n if text_ids else "%d" % n
+        c = '{"connection_id":%s,"errors":%d}' % (cid, 9 if n % 1000 == 0 else 0)
         parts.append(c)
         size += len(c) + 1
     return ('{"endpoint":"e:443","connections":[%s]}' % ",".join(parts)).encode(), n
@@ -132,8 +135,8 @@ class Exporter:
 S = "/api/v1/secure-channel"
 
 
-def burst(binary):
-    status, n = minimal_status(8 << 20)
+def burst(binary, text_ids=False):
+    status, n = minimal_status(8 << 20, text_ids)
     pool = Pool({"status": (200, status, 0), "health": (200, HEALTHY, 0), "metrics": (200, NATIVE, 0)})
     exp = Exporter(binary, pool, "--api.rate-limit", "0", "--collector.max-connections", "1000", "--pool.timeout", "60s")
     paths = [S + "/status", S + "/connections?limit=1000", S + "/stats", "/api/v1/status"]
@@ -156,11 +159,16 @@ def burst(binary):
         [f.result() for f in futs[40:]]
     stop.set()
     t.join()
-    out = "burst: %d connections; largest API answer %d B; peak RSS %.1f MiB; /health max %.2f s; /metrics %s s" % (
-        n, max(sizes), exp.peak_rss_mib(), max(health), ", ".join("%.2f" % m for m in metrics))
+    out = "burst%s: %d connections; largest API answer %d B; peak RSS %.1f MiB; /health max %.2f s; /metrics %s s" % (
+        " (text ids)" if text_ids else "", n, max(sizes), exp.peak_rss_mib(), max(health),
+        ", ".join("%.2f" % m for m in metrics))
     exp.close()
     pool.close()
     return out
+
+
+def burst_text_ids(binary):
+    return burst(binary, text_ids=True)
 
 
 def slow(binary):
@@ -237,10 +245,10 @@ def token(binary):
 def main():
     # FIGURES=burst,slow picks figures; FIGURES_TIMEOUT (s) is a request's
     # longest wait (60 s by default).
-    chosen = os.environ.get("FIGURES", "burst,slow,hang,readers,token").split(",")
+    chosen = os.environ.get("FIGURES", "burst,burst_text_ids,slow,hang,readers,token").split(",")
     for binary in sys.argv[1:]:
         print("==", binary, flush=True)
-        for figure in (burst, slow, hang, readers, token):
+        for figure in (burst, burst_text_ids, slow, hang, readers, token):
             if figure.__name__ not in chosen:
                 continue
             try:

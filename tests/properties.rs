@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use secure_channel_exporter::exposition::{
     encode, parse, Format, MetricFamily, MetricType, Sample,
 };
-use secure_channel_exporter::pool::{Health, PoolStatus};
+use secure_channel_exporter::pool::{Health, PoolStatus, StatusDoc};
 use secure_channel_exporter::scrape::translate::{
     translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
@@ -227,7 +227,7 @@ proptest! {
         );
         let status: PoolStatus = serde_json::from_str(&json).unwrap();
         let snapshot = Snapshot {
-            status: SourceOutcome { result: Ok(Arc::new(status)), duration: Default::default() },
+            status: SourceOutcome { result: Ok(Arc::new(StatusDoc::capped(status, max))), duration: Default::default() },
             health: SourceOutcome { result: Ok(Arc::new(serde_json::from_str(r#"{"status":"healthy"}"#).unwrap())), duration: Default::default() },
             metrics: SourceOutcome { result: Ok(Arc::new(parse(""))), duration: Default::default() },
         };

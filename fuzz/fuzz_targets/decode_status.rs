@@ -1,13 +1,14 @@
 //! Any bytes as the pool's status document: no panic; the specialised
 //! decoder (`PoolStatus::from_slice`) gives serde_json's result exactly (the
 //! same value on every input serde accepts, an error on every input it
-//! rejects); and a document that decodes always translates into a readable
-//! exposition.
+//! rejects); the pool layer's decoder (the connection cap applied as the
+//! list is read) accepts exactly the same documents; and a document that
+//! decodes always translates into a readable exposition.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use secure_channel_exporter::exposition::{encode, parse, Format};
-use secure_channel_exporter::pool::PoolStatus;
+use secure_channel_exporter::pool::{PoolStatus, StatusDoc};
 use secure_channel_exporter::scrape::translate::{
     translate, BuildInfo, Snapshot, SourceCounters, SourceOutcome, TranslateOptions,
 };
@@ -22,12 +23,15 @@ fuzz_target!(|data: &[u8]| {
         (Err(_), Err(_)) => {}
         _ => panic!("serde {serde:?} vs specialised {fast:?}"),
     }
-    let Ok(status) = fast else {
+    let capped = StatusDoc::decode(data, 2);
+    assert_eq!(capped.is_ok(), fast.is_ok());
+    let Ok((doc, _)) = capped else {
         return;
     };
+    assert!(doc.status.connections.len() <= 2);
     let snapshot = Snapshot {
         status: SourceOutcome {
-            result: Ok(std::sync::Arc::new(status)),
+            result: Ok(std::sync::Arc::new(doc)),
             duration: Default::default(),
         },
         health: SourceOutcome {

@@ -11,11 +11,11 @@
 //!   integer `connection_id` listed: ids are issued one per opened
 //!   connection within a pool process and restart at 1 with the process.
 //!
-//! Pure: the collector feeds it each status document it fetched.
+//! Pure: the pool's observer feeds it what each status document listed.
 
 use std::collections::HashMap;
 
-use crate::pool::{ConnectionId, PoolStatus};
+use crate::pool::{Connection, PoolStatus};
 
 /// Entries of connections not listed for this many status documents are
 /// forgotten: long enough for a connection that is checked out and given
@@ -56,14 +56,16 @@ struct SeenConnections {
 }
 
 impl SeenConnections {
-    /// Stores `now` for `id` and returns what was there before.
-    fn record(&mut self, id: &ConnectionId, now: Seen) -> Option<Seen> {
-        match id.as_u64() {
-            Some(n) => self.by_number.insert(n, now),
-            None => match self.by_name.get_mut(id.as_str()) {
-                Some(slot) => Some(std::mem::replace(slot, now)),
-                None => self.by_name.insert(id.as_str().to_owned(), now),
-            },
+    /// Stores `now` for an integer id and returns what was there before.
+    fn record_number(&mut self, id: u64, now: Seen) -> Option<Seen> {
+        self.by_number.insert(id, now)
+    }
+
+    /// Stores `now` for a text id and returns what was there before.
+    fn record_name(&mut self, id: &str, now: Seen) -> Option<Seen> {
+        match self.by_name.get_mut(id) {
+            Some(slot) => Some(std::mem::replace(slot, now)),
+            None => self.by_name.insert(id.to_owned(), now),
         }
     }
 
@@ -80,6 +82,57 @@ impl SeenConnections {
     #[cfg(test)]
     fn len(&self) -> usize {
         self.by_number.len() + self.by_name.len()
+    }
+}
+
+/// What the history needs of one status document's connections, in list
+/// order: id, errors and reconnects (24 bytes for an integer id). The
+/// observer keeps at most `--collector.max-connections` of a document's
+/// connections, so this is all it holds of the rest while it decodes.
+#[derive(Debug, Default)]
+pub struct ListedCounters {
+    /// Integer ids (and text ids that are all digits), keyed as numbers.
+    numbers: Vec<(u64, f64, f64)>,
+    names: Vec<(Box<str>, f64, f64)>,
+    /// Lowest and highest integer id listed.
+    id_range: Option<(u64, u64)>,
+}
+
+impl ListedCounters {
+    /// Everything `connections` lists.
+    pub fn of<'a>(connections: impl IntoIterator<Item = &'a Connection>) -> Self {
+        let mut listed = Self::default();
+        for c in connections {
+            listed.push(c);
+        }
+        listed
+    }
+
+    /// Room for `connections` more integer ids.
+    pub fn reserve(&mut self, connections: usize) {
+        self.numbers.reserve(connections);
+    }
+
+    /// The next listed connection.
+    pub fn push(&mut self, c: &Connection) {
+        self.push_numbered(c, c.connection_id.as_u64());
+    }
+
+    /// The next listed connection, whose id as an integer (when it is all
+    /// digits) the caller has already read.
+    pub fn push_numbered(&mut self, c: &Connection, number: Option<u64>) {
+        match number {
+            Some(n) => {
+                self.id_range = Some(match self.id_range {
+                    Some((lo, hi)) => (lo.min(n), hi.max(n)),
+                    None => (n, n),
+                });
+                self.numbers.push((n, c.errors, c.reconnects));
+            }
+            None => self
+                .names
+                .push((c.connection_id.as_str().into(), c.errors, c.reconnects)),
+        }
     }
 }
 
@@ -102,10 +155,16 @@ impl PoolHistory {
         self.counters.as_ref()
     }
 
-    /// Takes in the next status document fetched from the pool.
+    /// Takes in the next status document fetched from the pool, whole.
     pub fn observe(&mut self, status: &PoolStatus) {
+        self.observe_listed(&status.endpoint, &ListedCounters::of(&status.connections));
+    }
+
+    /// Takes in what the next status document, of the pool named
+    /// `endpoint`, listed.
+    pub fn observe_listed(&mut self, endpoint: &str, listed: &ListedCounters) {
         let counters = match &mut self.counters {
-            Some(c) if c.endpoint == status.endpoint => c,
+            Some(c) if c.endpoint == endpoint => c,
             // A different pool behind the same URL: its numbers are not
             // comparable with the last one's.
             _ => {
@@ -113,7 +172,7 @@ impl PoolHistory {
                 self.highest_id = None;
                 self.lowest_listed = None;
                 self.counters.insert(DerivedCounters {
-                    endpoint: status.endpoint.clone(),
+                    endpoint: endpoint.to_owned(),
                     ..DerivedCounters::default()
                 })
             }
@@ -121,18 +180,7 @@ impl PoolHistory {
         self.observations += 1;
         let now = self.observations;
 
-        let ids = status
-            .connections
-            .iter()
-            .filter_map(|c| c.connection_id.as_u64());
-        let (lowest, highest) =
-            ids.fold((None, None), |(lo, hi): (Option<u64>, Option<u64>), id| {
-                (
-                    Some(lo.map_or(id, |l| l.min(id))),
-                    Some(hi.map_or(id, |h| h.max(id))),
-                )
-            });
-        if let (Some(lowest), Some(highest)) = (lowest, highest) {
+        if let Some((lowest, highest)) = listed.id_range {
             let opened = counters.connections_opened.get_or_insert(0.0);
             match (self.highest_id, self.lowest_listed) {
                 // Every id listed is below every id listed before: ids
@@ -155,28 +203,46 @@ impl PoolHistory {
             self.lowest_listed = Some(lowest);
         }
 
-        for conn in &status.connections {
+        let mut grown = (0.0, 0.0);
+        for &(id, errors, reconnects) in &listed.numbers {
             let seen = Seen {
-                errors: conn.errors,
-                reconnects: conn.reconnects,
+                errors,
+                reconnects,
                 observation: now,
             };
-            let before = self.seen.record(&conn.connection_id, seen);
-            let (errors, reconnects) = match before {
-                Some(before) => (
-                    growth(before.errors, conn.errors),
-                    growth(before.reconnects, conn.reconnects),
-                ),
-                None => (non_negative(conn.errors), non_negative(conn.reconnects)),
-            };
-            counters.errors_seen += errors;
-            counters.reconnects_seen += reconnects;
+            let before = self.seen.record_number(id, seen);
+            add_growth(&mut grown, before, seen);
         }
+        for (id, errors, reconnects) in &listed.names {
+            let seen = Seen {
+                errors: *errors,
+                reconnects: *reconnects,
+                observation: now,
+            };
+            let before = self.seen.record_name(id, seen);
+            add_growth(&mut grown, before, seen);
+        }
+        counters.errors_seen += grown.0;
+        counters.reconnects_seen += grown.1;
         if now.is_multiple_of(16) {
             self.seen
                 .retain(|s| now - s.observation < FORGET_AFTER_OBSERVATIONS);
         }
     }
+}
+
+/// Adds what one connection's errors and reconnects grew by since `before`
+/// (all of them at its first sighting).
+fn add_growth(total: &mut (f64, f64), before: Option<Seen>, now: Seen) {
+    let (errors, reconnects) = match before {
+        Some(before) => (
+            growth(before.errors, now.errors),
+            growth(before.reconnects, now.reconnects),
+        ),
+        None => (non_negative(now.errors), non_negative(now.reconnects)),
+    };
+    total.0 += errors;
+    total.1 += reconnects;
 }
 
 /// How much a connection's counter grew; a counter that went down belongs

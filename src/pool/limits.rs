@@ -65,15 +65,37 @@ impl PoolSettings {
     }
 }
 
-/// How bad a connection looks: most errors, then highest p95.
-pub fn badness(c: &Connection) -> (f64, f64) {
-    (c.errors, c.p95_latency_ms.unwrap_or(0.0))
+/// How bad a connection looks: most errors, then highest p95, then most
+/// reconnects (so every connection with something to say ranks above the
+/// idle ones). A value that is not a number counts as nothing.
+pub fn badness(c: &Connection) -> [f64; 3] {
+    let n = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
+    [
+        n(c.errors),
+        n(c.p95_latency_ms.unwrap_or(0.0)),
+        n(c.reconnects),
+    ]
 }
 
-/// Keeps at most `max` connections, preferring the worst (most errors, then
-/// highest p95) so a flood of healthy connections cannot push a failing one
-/// out of view; pool order is kept. O(n) (`select_nth_unstable`). Returns
-/// the kept ones and how many were left out.
+/// The order in which connections are kept: the worst first. A total
+/// order (so sorting and selecting never see an inconsistent comparison);
+/// equal connections compare equal.
+pub fn worse_first(a: &Connection, b: &Connection) -> std::cmp::Ordering {
+    worse_badness_first(&badness(a), &badness(b))
+}
+
+/// [`worse_first`] of two connections' [`badness`].
+pub fn worse_badness_first(a: &[f64; 3], b: &[f64; 3]) -> std::cmp::Ordering {
+    b[0].total_cmp(&a[0])
+        .then(b[1].total_cmp(&a[1]))
+        .then(b[2].total_cmp(&a[2]))
+}
+
+/// Keeps at most `max` connections, preferring the worst (see [`badness`];
+/// ties go to the one listed first) so a flood of healthy connections
+/// cannot push a failing one out of view; list order is kept. O(n)
+/// (`select_nth_unstable`). Returns the kept ones and how many were left
+/// out.
 pub fn keep_worst<'a, C>(connections: Vec<C>, max: usize) -> (Vec<C>, usize)
 where
     C: std::ops::Deref<Target = Connection> + Copy + 'a,
@@ -84,9 +106,7 @@ where
     let mut order: Vec<usize> = (0..connections.len()).collect();
     if max > 0 {
         order.select_nth_unstable_by(max - 1, |&a, &b| {
-            badness(&connections[b])
-                .partial_cmp(&badness(&connections[a]))
-                .unwrap_or(std::cmp::Ordering::Equal)
+            worse_first(&connections[a], &connections[b]).then(a.cmp(&b))
         });
     }
     order.truncate(max);

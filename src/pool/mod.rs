@@ -11,6 +11,8 @@
 //! * [`history`], [`window`]: what successive documents reveal (the
 //!   derived `*_seen_total` counters, the rates of the API);
 //! * [`native`]: what is read from the pool's native exposition;
+//! * [`status_doc`]: a status document as kept: decoded with the
+//!   connection cap applied as it is read, the figures over the whole list;
 //! * [`redact`]: the secrets kept out of whatever the pool sends back.
 
 pub mod client;
@@ -19,6 +21,7 @@ pub mod limits;
 pub mod native;
 pub mod observer;
 pub mod redact;
+pub mod status_doc;
 pub mod window;
 
 pub use client::{
@@ -27,10 +30,10 @@ pub use client::{
 };
 pub use limits::{Limits, PoolSettings};
 pub use observer::{
-    FetchSink, Lookup, NativeDoc, Outcome, PoolFailure, PoolObserver, Recent, Served, StatusDoc,
-    Unavailable,
+    FetchSink, Lookup, NativeDoc, Outcome, PoolFailure, PoolObserver, Recent, Served, Unavailable,
 };
 pub use redact::Redactor;
 pub use secure_channel_client::{
     Connection, ConnectionId, Document, Health, PoolStatus, Timestamp,
 };
+pub use status_doc::StatusDoc;

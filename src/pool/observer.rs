@@ -18,14 +18,15 @@
 //!
 //! What a fetch brings is handled once, here: the secrets the exporter
 //! knows are scrubbed from the body before it is decoded, the limits are
-//! applied at decode (native series and label length) and to what is kept
-//! (`--collector.max-connections`, the worst kept), the derived counters
+//! applied at decode (native series, label length, and
+//! `--collector.max-connections`: the worst connections kept as the status
+//! document is read, see [`super::status_doc`]), the derived counters
 //! and rate window are fed, the fetch is counted and a failure logged
 //! through the one throttle.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -34,12 +35,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::client::{failure_reason_of, PoolClient};
-use super::history::{DerivedCounters, PoolHistory};
-use super::limits::{keep_worst, PoolSettings};
+use super::history::{DerivedCounters, ListedCounters, PoolHistory};
+use super::limits::PoolSettings;
 use super::native::{self, NativeSummary};
 use super::redact::Redactor;
+use super::status_doc::StatusDoc;
 use super::window::{RateWindow, Rates};
-use super::{Connection, Document, FailureReason, Health, PoolStatus, Timestamp};
+use super::{Document, FailureReason, Health};
 use crate::exposition::ParsedExposition;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -104,130 +106,6 @@ pub struct NativeDoc {
     pub text: Bytes,
     pub parsed: Arc<ParsedExposition>,
     pub summary: NativeSummary,
-}
-
-/// A status document as kept for later readers: at most
-/// `--collector.max-connections` connections (the worst), with what the
-/// whole list said.
-#[derive(Debug)]
-pub struct StatusDoc {
-    /// The document; its `connections` are the kept ones.
-    pub status: Arc<PoolStatus>,
-    /// How many connections the document listed.
-    pub listed: usize,
-    /// How many of them are not kept.
-    pub omitted: usize,
-    /// Figures over every listed connection: taken before the cut when the
-    /// list is cut, else when first asked for (a scrape never needs them).
-    summary: OnceLock<ConnectionSummary>,
-}
-
-/// The pool closes listed connections whose p95 exceeds this
-/// (`max_latency_ms`, docs/pool-behaviour.md): its own idea of a healthy one.
-pub const POOL_MAX_LATENCY_MS: f64 = 500.0;
-
-/// A connection's health: the pool's `is_healthy` where it reports one,
-/// else the pool's own rule (p95 within `max_latency_ms`; 0 = no samples).
-pub fn connection_healthy(c: &Connection) -> (bool, &'static str) {
-    match c.is_healthy {
-        Some(h) => (h, "reported"),
-        None => (
-            c.p95_latency_ms.unwrap_or(0.0) <= POOL_MAX_LATENCY_MS,
-            "p95_within_pool_limit",
-        ),
-    }
-}
-
-/// Whether a listed connection shows it was used: then this pool returns
-/// connections to its list and their errors are visible. The published
-/// pool lists only never-used ones (p95 0, errors 0).
-pub fn shows_use(c: &Connection) -> bool {
-    c.is_healthy.is_some() || c.errors > 0.0 || c.p95_latency_ms.is_some_and(|p| p > 0.0)
-}
-
-/// Figures over every connection a status document listed, computed
-/// before the list is cut to the cap.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConnectionSummary {
-    pub healthy: usize,
-    pub errors_total: f64,
-    pub reconnects_total: f64,
-    /// p95 values above 0, ascending.
-    pub p95_samples: Vec<f64>,
-    /// Oldest and newest `last_activity`, in Unix seconds.
-    pub oldest_activity: Option<f64>,
-    pub newest_activity: Option<f64>,
-    pub shows_use: bool,
-}
-
-impl ConnectionSummary {
-    pub fn of(connections: &[Connection]) -> Self {
-        let mut s = Self::default();
-        for c in connections {
-            s.healthy += usize::from(connection_healthy(c).0);
-            s.errors_total += c.errors;
-            s.reconnects_total += c.reconnects;
-            if let Some(p) = c.p95_latency_ms.filter(|p| *p > 0.0) {
-                s.p95_samples.push(p);
-            }
-            // A time out of any calendar's range says nothing of age.
-            if let Some(t) = c
-                .last_activity
-                .filter(|t| t.in_range())
-                .as_ref()
-                .map(Timestamp::as_secs_f64)
-            {
-                s.oldest_activity = Some(s.oldest_activity.map_or(t, |o: f64| o.min(t)));
-                s.newest_activity = Some(s.newest_activity.map_or(t, |n: f64| n.max(t)));
-            }
-            s.shows_use |= shows_use(c);
-        }
-        s.p95_samples.sort_by(f64::total_cmp);
-        s
-    }
-}
-
-impl StatusDoc {
-    /// Every connection kept (tests, and documents within the cap).
-    pub fn keep_all(status: PoolStatus) -> Self {
-        Self::keep(&Arc::new(status), usize::MAX)
-    }
-
-    /// Figures over every connection the document listed.
-    pub fn summary(&self) -> &ConnectionSummary {
-        self.summary
-            .get_or_init(|| ConnectionSummary::of(&self.status.connections))
-    }
-
-    fn keep(status: &Arc<PoolStatus>, max_connections: usize) -> Self {
-        let listed = status.connections.len();
-        if listed <= max_connections {
-            return Self {
-                status: status.clone(),
-                listed,
-                omitted: 0,
-                summary: OnceLock::new(),
-            };
-        }
-        let summary = OnceLock::from(ConnectionSummary::of(&status.connections));
-        let (kept, omitted) = keep_worst(status.connections.iter().collect(), max_connections);
-        let capped = PoolStatus {
-            endpoint: status.endpoint.clone(),
-            active_connections: status.active_connections,
-            total_reconnects: status.total_reconnects,
-            total_errors: status.total_errors,
-            pool_p95_latency_ms: status.pool_p95_latency_ms,
-            connections: kept.into_iter().cloned().collect(),
-            backend: status.backend.clone(),
-            last_updated: status.last_updated,
-        };
-        Self {
-            status: Arc::new(capped),
-            listed,
-            omitted,
-            summary,
-        }
-    }
 }
 
 /// When a good copy was fetched.
@@ -484,7 +362,7 @@ struct Inner {
     settings: PoolSettings,
     redactor: Redactor,
     sink: Option<Arc<dyn FetchSink>>,
-    status: Fetcher<PoolStatus, StatusDoc>,
+    status: Fetcher<StatusDoc, StatusDoc>,
     health: Fetcher<Health, Health>,
     metrics: Fetcher<NativeDoc, NativeDoc>,
     memory: Mutex<Memory>,
@@ -501,7 +379,7 @@ trait Observed: Sized + Send + Sync + 'static {
     fn absorb(inner: &Inner, value: &Arc<Self>) -> Arc<Self::Kept>;
 }
 
-impl Observed for PoolStatus {
+impl Observed for StatusDoc {
     type Kept = StatusDoc;
     const DOC: Document = Document::Status;
     fn fetcher(inner: &Inner) -> &Fetcher<Self, StatusDoc> {
@@ -512,10 +390,11 @@ impl Observed for PoolStatus {
             let body = inner.body(Document::Status, deadline).await?;
             // Decoding megabytes off the runtime's threads, which keep
             // answering liveness and other requests meanwhile.
-            let decoded = tokio::task::spawn_blocking(move || PoolStatus::from_slice(&body))
+            let max = inner.settings.max_connections;
+            let decoded = tokio::task::spawn_blocking(move || StatusDoc::decode(&body, max))
                 .await
                 .map_err(|e| inner.failure(ErrorKind::Decode, &e.to_string()))?;
-            decoded.map_err(|e| {
+            let (doc, listed) = decoded.map_err(|e| {
                 inner.failure(
                     ErrorKind::Decode,
                     &format!(
@@ -523,21 +402,13 @@ impl Observed for PoolStatus {
                         inner.client.display_url(Document::Status)
                     ),
                 )
-            })
+            })?;
+            inner.remember(&doc, &listed);
+            Ok(doc)
         })
     }
-    fn absorb(inner: &Inner, value: &Arc<Self>) -> Arc<StatusDoc> {
-        {
-            let mut memory = inner.memory();
-            memory.history.observe(value);
-            if let Some(counters) = memory.history.counters().cloned() {
-                memory.window.push_status(&counters);
-            }
-            if memory.last_endpoint.as_deref() != Some(value.endpoint.as_str()) {
-                memory.last_endpoint = Some(value.endpoint.clone());
-            }
-        }
-        Arc::new(StatusDoc::keep(value, inner.settings.max_connections))
+    fn absorb(_: &Inner, value: &Arc<Self>) -> Arc<StatusDoc> {
+        value.clone()
     }
 }
 
@@ -613,6 +484,19 @@ impl Observed for NativeDoc {
 impl Inner {
     fn memory(&self) -> MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Feeds a decoded status document to the history and the rate window.
+    fn remember(&self, doc: &StatusDoc, listed: &ListedCounters) {
+        let endpoint = &doc.status.endpoint;
+        let mut memory = self.memory();
+        memory.history.observe_listed(endpoint, listed);
+        if let Some(counters) = memory.history.counters().cloned() {
+            memory.window.push_status(&counters);
+        }
+        if memory.last_endpoint.as_deref() != Some(endpoint.as_str()) {
+            memory.last_endpoint = Some(endpoint.clone());
+        }
     }
 
     fn failure(&self, kind: ErrorKind, message: &str) -> PoolFailure {
@@ -793,7 +677,7 @@ impl PoolObserver {
 
     /// The status document from a fetch in flight that ends by `deadline`,
     /// else a new one: never a copy completed before the call.
-    pub async fn fresh_status(&self, deadline: Instant) -> Outcome<PoolStatus> {
+    pub async fn fresh_status(&self, deadline: Instant) -> Outcome<StatusDoc> {
         self.fresh(deadline).await
     }
 
@@ -837,7 +721,7 @@ impl PoolObserver {
     ) -> (Recent, Lookup) {
         let wants = |doc| docs.contains(&doc);
         let (a, b, c) = tokio::join!(
-            async { wants(Document::Status) && self.refresh::<PoolStatus>(ttl).await },
+            async { wants(Document::Status) && self.refresh::<StatusDoc>(ttl).await },
             async { wants(Document::Health) && self.refresh::<Health>(ttl).await },
             async { wants(Document::Metrics) && self.refresh::<NativeDoc>(ttl).await },
         );
@@ -940,32 +824,5 @@ mod tests {
         ));
         std::thread::sleep(Duration::from_millis(5));
         assert!(slot.serve(Duration::from_millis(1), true).is_err());
-    }
-
-    #[test]
-    fn a_capped_status_keeps_the_worst_and_the_whole_list_figures() {
-        let status: PoolStatus = serde_json::from_str(
-            r#"{"endpoint":"e:1","backend":"b","active_connections":4,"connections":[
-            {"connection_id":1,"errors":0,"p95_latency_ms":10},
-            {"connection_id":2,"errors":7,"p95_latency_ms":900},
-            {"connection_id":3,"errors":0,"p95_latency_ms":0},
-            {"connection_id":4,"errors":2,"p95_latency_ms":20}]}"#,
-        )
-        .unwrap();
-        let doc = StatusDoc::keep(&Arc::new(status), 2);
-        assert_eq!((doc.listed, doc.omitted), (4, 2));
-        let ids: Vec<String> = doc
-            .status
-            .connections
-            .iter()
-            .map(|c| c.connection_id.to_string())
-            .collect();
-        assert_eq!(ids, ["2", "4"]);
-        assert_eq!(doc.status.endpoint, "e:1");
-        assert_eq!(doc.status.backend.as_deref(), Some("b"));
-        assert_eq!(doc.status.active_connections, Some(4.0));
-        assert_eq!(doc.summary().healthy, 3);
-        assert_eq!(doc.summary().errors_total, 9.0);
-        assert_eq!(doc.summary().p95_samples, [10.0, 20.0, 900.0]);
     }
 }

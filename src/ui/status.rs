@@ -238,7 +238,7 @@ fn header(key: SortKey, label: &str, q: &ConnectionsQuery) -> String {
 }
 
 fn row(c: &secure_channel_client::Connection) -> String {
-    let (healthy, basis) = crate::pool::observer::connection_healthy(c);
+    let (healthy, basis) = crate::pool::status_doc::connection_healthy(c);
     let cell = |v: Option<f64>| v.map_or_else(|| "unknown".into(), |v| v.to_string());
     format!(
         "<tr data-connection-id=\"{id}\"><td>{id}</td><td>{last}</td><td>{rec}</td><td>{err}</td><td>{p95}</td><td title=\"{basis}\">{healthy}</td></tr>",

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::query::{ConnectionsQuery, Order, SortKey};
 use crate::pool::native;
-use crate::pool::observer::connection_healthy;
+use crate::pool::status_doc::connection_healthy;
 use crate::pool::window::WINDOW;
 use crate::pool::{Recent as Views, Served, StatusDoc};
 

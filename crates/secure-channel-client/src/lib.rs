@@ -148,6 +148,7 @@ mod model;
 mod monitor;
 mod retry;
 mod scan;
+mod sink;
 mod token;
 
 pub use breaker::{CircuitBreaker, CircuitState};
@@ -160,6 +161,7 @@ pub use error::{Error, ErrorKind};
 pub use model::{Connection, ConnectionId, Health, PoolStatus, Timestamp};
 pub use monitor::{HealthState, Monitor, MonitorBuilder, Snapshot, Transition};
 pub use retry::{Jitter, RetryPolicy};
+pub use sink::ConnectionSink;
 pub use token::{scrub_secret, Token, TOKEN_FILE_SETTLE};
 
 /// The README's code blocks, compiled as doctests so that the documented

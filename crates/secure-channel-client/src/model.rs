@@ -17,6 +17,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::Serializer;
 use serde::{Deserialize, Serialize};
 
+use crate::sink::ConnectionSink;
+
 /// The pool status document (`GET /status/connections`).
 ///
 /// The published pool lists only its **idle** connections: a connection a
@@ -79,6 +81,49 @@ impl PoolStatus {
     /// ```
     pub fn from_slice(json: &[u8]) -> Result<Self, serde_json::Error> {
         crate::scan::decode_status(json)
+    }
+
+    /// Decodes a status document like [`from_slice`](Self::from_slice),
+    /// but hands each listed connection to a [`ConnectionSink`] as soon as
+    /// it is decoded instead of collecting them: the returned document's
+    /// `connections` is empty, and the sink has received exactly the
+    /// connections `from_slice` would list, in the same order. A caller
+    /// that keeps a few of a huge list (the worst N, counts, sums) never
+    /// holds the rest.
+    ///
+    /// `new_sink` makes the sink: once, or a second time when the fast
+    /// scanner leaves the document to serde partway (the first sink and
+    /// what it received are then dropped, so nothing is seen twice). The
+    /// result or error is the same as `from_slice`'s; when decoding fails
+    /// the sink may have received some connections before the error.
+    ///
+    /// ```
+    /// # use secure_channel_client::{Connection, ConnectionSink, PoolStatus};
+    /// /// Counts the connections and keeps the one with most errors.
+    /// #[derive(Default)]
+    /// struct Worst { listed: usize, worst: Option<Connection> }
+    /// impl ConnectionSink for Worst {
+    ///     fn connection(&mut self, c: Connection) {
+    ///         self.listed += 1;
+    ///         if self.worst.as_ref().is_none_or(|w| c.errors > w.errors) {
+    ///             self.worst = Some(c);
+    ///         }
+    ///     }
+    /// }
+    /// let doc = br#"{"endpoint":"e","connections":[
+    ///   {"connection_id":1,"errors":0},{"connection_id":2,"errors":5},
+    ///   {"connection_id":3,"errors":1}]}"#;
+    /// let (status, worst) = PoolStatus::from_slice_into(doc, Worst::default)?;
+    /// assert!(status.connections.is_empty());
+    /// assert_eq!(worst.listed, 3);
+    /// assert_eq!(worst.worst.unwrap().connection_id, 2u64);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn from_slice_into<S: ConnectionSink>(
+        json: &[u8],
+        new_sink: impl FnMut() -> S,
+    ) -> Result<(Self, S), serde_json::Error> {
+        crate::scan::decode_status_into(json, new_sink)
     }
 
     /// The listed connection with this id, if any.

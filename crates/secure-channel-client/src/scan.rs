@@ -21,6 +21,7 @@
 use std::borrow::Cow;
 
 use crate::model::{Connection, ConnectionId, PoolStatus, Timestamp};
+use crate::sink::{deserialize_status, ConnectionSink};
 
 /// Decodes a status document: the specialised scanner when it can, serde
 /// otherwise. Always the same result as `serde_json::from_slice`.
@@ -31,12 +32,37 @@ pub(crate) fn decode_status(input: &[u8]) -> Result<PoolStatus, serde_json::Erro
     }
 }
 
+/// Decodes a status document handing each connection to a sink made by
+/// `new_sink`: the scanner when it can, else serde through the same sink
+/// interface. When the scanner gives up partway, the connections it had
+/// handed over go with its sink, and serde starts over with a new one.
+pub(crate) fn decode_status_into<S: ConnectionSink>(
+    input: &[u8],
+    mut new_sink: impl FnMut() -> S,
+) -> Result<(PoolStatus, S), serde_json::Error> {
+    if let Some(done) = scan_status_into(input, new_sink()) {
+        return Ok(done);
+    }
+    let mut sink = new_sink();
+    let status = deserialize_status(input, &mut sink)?;
+    Ok((status, sink))
+}
+
 /// The scanner alone: `None` when it leaves the document to serde.
 pub(crate) fn scan_status(input: &[u8]) -> Option<PoolStatus> {
+    let (mut status, connections) = scan_status_into(input, Vec::new())?;
+    status.connections = connections;
+    Some(status)
+}
+
+/// The sink is taken and given back by value: held in a local while the
+/// list is scanned, a `Vec` sink's pushes stay as fast as a plain loop's
+/// (through a reference they measured ~9% slower on the whole decode).
+fn scan_status_into<S: ConnectionSink>(input: &[u8], sink: S) -> Option<(PoolStatus, S)> {
     let mut s = Scanner { b: input, i: 0 };
-    let status = s.status()?;
+    let done = s.status(sink)?;
     s.ws();
-    (s.i == s.b.len()).then_some(status)
+    (s.i == s.b.len()).then_some(done)
 }
 
 struct Scanner<'a> {
@@ -411,14 +437,14 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    fn connections(&mut self) -> Option<Vec<Connection>> {
+    fn connections<S: ConnectionSink>(&mut self, mut out: S) -> Option<S> {
         self.eat(b'[')?;
-        // The pool writes about 130 bytes per connection.
-        let mut out = Vec::with_capacity((self.b.len() / 128).min(1 << 16));
         if self.peek()? == b']' {
             self.i += 1;
             return Some(out);
         }
+        // The pool writes about 130 bytes per connection.
+        out.size_hint((self.b.len() / 128).min(1 << 16));
         loop {
             self.ws();
             let at = self.i;
@@ -429,14 +455,14 @@ impl<'a> Scanner<'a> {
                     self.connection()?
                 }
             };
-            out.push(c);
+            out.connection(c);
             if !self.more(b']')? {
                 return Some(out);
             }
         }
     }
 
-    fn status(&mut self) -> Option<PoolStatus> {
+    fn status<S: ConnectionSink>(&mut self, mut sink: S) -> Option<(PoolStatus, S)> {
         let mut endpoint = None;
         let mut s = PoolStatus {
             endpoint: String::new(),
@@ -474,7 +500,7 @@ impl<'a> Scanner<'a> {
                     }
                     b"connections" => {
                         seen.first(32)?;
-                        s.connections = self.connections()?;
+                        sink = self.connections(sink)?;
                     }
                     b"backend" => {
                         seen.first(64)?;
@@ -492,7 +518,7 @@ impl<'a> Scanner<'a> {
             }
         }
         s.endpoint = endpoint?;
-        Some(s)
+        Some((s, sink))
     }
 }
 

@@ -12,16 +12,29 @@ use super::*;
 fn assert_same(doc: &[u8]) -> Result<(), TestCaseError> {
     let serde = serde_json::from_slice::<PoolStatus>(doc).map(|s| format!("{s:?}"));
     let ours = decode_status(doc).map(|s| format!("{s:?}"));
-    match (serde, ours) {
-        (Ok(a), Ok(b)) => prop_assert_eq!(a, b, "{}", String::from_utf8_lossy(doc)),
-        (Err(_), Err(_)) => {}
-        (a, b) => prop_assert!(
-            false,
-            "serde {:?} vs ours {:?} on {}",
-            a,
-            b,
-            String::from_utf8_lossy(doc)
-        ),
+    // The streaming entry point, and its serde path on its own (the
+    // scanner takes most generated documents before it).
+    let streamed = decode_status_into(doc, Vec::new).map(|(mut s, c)| {
+        s.connections = c;
+        format!("{s:?}")
+    });
+    let mut sunk = Vec::new();
+    let serde_sunk = crate::sink::deserialize_status(doc, &mut sunk).map(|mut s| {
+        s.connections = sunk;
+        format!("{s:?}")
+    });
+    for ours in [ours, streamed, serde_sunk] {
+        match (&serde, ours) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, &b, "{}", String::from_utf8_lossy(doc)),
+            (Err(_), Err(_)) => {}
+            (a, b) => prop_assert!(
+                false,
+                "serde {:?} vs ours {:?} on {}",
+                a,
+                b,
+                String::from_utf8_lossy(doc)
+            ),
+        }
     }
     Ok(())
 }

@@ -7,8 +7,9 @@ use super::{bool_value, cap, l};
 use crate::exposition::catalogue::{self, FamilyDef};
 use crate::exposition::encode::{escape_into, write_value, Encoder};
 use crate::exposition::{MetricFamily, MetricType};
-use crate::pool::limits::badness;
-use crate::pool::{Connection, Timestamp};
+use crate::pool::limits::worse_first;
+use crate::pool::status_doc::reports_activity;
+use crate::pool::{Connection, StatusDoc, Timestamp};
 
 /// Which listed connections get per-connection series
 /// (`--collector.connections`).
@@ -33,10 +34,18 @@ impl ConnectionFilter {
     pub fn admits(self, c: &Connection) -> bool {
         match self {
             ConnectionFilter::All => true,
-            ConnectionFilter::Used => {
-                c.errors != 0.0 || c.reconnects != 0.0 || c.p95_latency_ms.is_some_and(|p| p != 0.0)
-            }
+            ConnectionFilter::Used => reports_activity(c),
             ConnectionFilter::None => false,
+        }
+    }
+
+    /// How many of the distinct connections the document listed (kept or
+    /// not) this filter admits.
+    pub fn admitted_of(self, doc: &StatusDoc) -> usize {
+        match self {
+            ConnectionFilter::All => doc.listed - doc.duplicates,
+            ConnectionFilter::Used => doc.distinct_active,
+            ConnectionFilter::None => 0,
         }
     }
 }
@@ -246,9 +255,7 @@ pub(super) fn dedupe_connections(
         let id = cap(conn.connection_id.as_str(), max_len);
         match seen.get(id) {
             Some(&at) => {
-                let worse = badness(conn)
-                    .partial_cmp(&badness(kept[at]))
-                    .is_some_and(|o| o.is_gt());
+                let worse = worse_first(conn, kept[at]).is_lt();
                 if worse {
                     kept[at] = conn;
                 }

@@ -192,16 +192,38 @@ impl<'a> Parts<'a> {
         let mut duplicates = 0;
         let mut times_out_of_range = 0;
         let mut connections = None;
-        if let Ok(status) = &snapshot.status.result {
-            truncated += pool_families(status, max_len, &mut head);
-            let (unique, dropped) = dedupe_connections(&status.connections, max_len);
-            duplicates = dropped;
+        if let Ok(doc) = &snapshot.status.result {
+            let status = &doc.status;
+            truncated += pool_families(status, doc.listed, max_len, &mut head);
+            // The pool layer kept one copy of each id; only ids cut to the
+            // longest label value can still meet here.
+            let long_ids = status
+                .connections
+                .iter()
+                .any(|c| c.connection_id.as_str().len() > max_len);
+            let (unique, dropped) = if long_ids {
+                dedupe_connections(&status.connections, max_len)
+            } else {
+                (status.connections.iter().collect(), 0)
+            };
+            duplicates = doc.duplicates + dropped;
             let admitted = unique
                 .into_iter()
                 .filter(|c| options.connections.admits(c))
                 .collect();
             let (kept, left_out) = keep_worst(admitted, options.max_connections);
-            omitted = left_out;
+            // The pool layer kept only the worst of a longer list: those of
+            // the rest the filter admits are left out too.
+            let admitted_here = status
+                .connections
+                .iter()
+                .filter(|c| options.connections.admits(c))
+                .count();
+            omitted = left_out
+                + options
+                    .connections
+                    .admitted_of(doc)
+                    .saturating_sub(admitted_here);
             times_out_of_range = kept
                 .iter()
                 .filter(|c| c.last_activity.is_some_and(|t| !t.in_range()))
@@ -282,7 +304,12 @@ fn derived_families(derived: &DerivedCounters, max_len: usize, out: &mut Vec<Met
 
 /// Pool-level families of a fetched status document; returns how many
 /// of its values were cut to `max_len`.
-fn pool_families(status: &PoolStatus, max_len: usize, out: &mut Vec<MetricFamily>) -> usize {
+fn pool_families(
+    status: &PoolStatus,
+    listed: usize,
+    max_len: usize,
+    out: &mut Vec<MetricFamily>,
+) -> usize {
     let endpoint = cap(&status.endpoint, max_len);
     let mut truncated = usize::from(endpoint.len() < status.endpoint.len());
     let ep = || vec![l("endpoint", endpoint)];
@@ -293,9 +320,7 @@ fn pool_families(status: &PoolStatus, max_len: usize, out: &mut Vec<MetricFamily
         info_labels.push(l("backend", cap(backend, max_len)));
     }
     out.push(catalogue::POOL_INFO.family().with_sample(info_labels, 1.0));
-    let active = status
-        .active_connections
-        .unwrap_or(status.connections.len() as f64);
+    let active = status.active_connections.unwrap_or(listed as f64);
     out.push(
         catalogue::POOL_ACTIVE_CONNECTIONS
             .family()
@@ -426,13 +451,19 @@ mod tests {
     use super::*;
     use crate::exposition::MetricType;
     use crate::exposition::{encode, parse, Format, Sample};
-    use crate::pool::FailureReason;
+    use crate::pool::{FailureReason, StatusDoc};
 
     fn ok<T>(value: T) -> SourceOutcome<Arc<T>> {
         SourceOutcome {
             result: Ok(Arc::new(value)),
             duration: Duration::from_millis(3),
         }
+    }
+
+    /// A status document as the pool layer hands it over: every connection
+    /// kept (the tests of the cap cut it themselves).
+    fn status_ok(json: &str) -> SourceOutcome<Arc<StatusDoc>> {
+        ok(StatusDoc::keep_all(serde_json::from_str(json).unwrap()))
     }
 
     fn failed<T>(reason: FailureReason) -> SourceOutcome<T> {
@@ -444,7 +475,7 @@ mod tests {
 
     fn fixture_snapshot(status_json: &str) -> Snapshot {
         Snapshot {
-            status: ok(serde_json::from_str(status_json).unwrap()),
+            status: status_ok(status_json),
             health: ok(serde_json::from_str(include_str!(
                 "../../../tests/fixtures/health_healthy.json"
             ))
@@ -488,7 +519,7 @@ mod tests {
     /// The documents the real pool answered in each captured condition.
     fn capture(status: &str, health: &str, native: &str) -> Snapshot {
         Snapshot {
-            status: ok(serde_json::from_str(status).unwrap()),
+            status: status_ok(status),
             health: ok(serde_json::from_str(health).unwrap()),
             metrics: ok(parse(native)),
         }
@@ -964,7 +995,7 @@ mod tests {
     fn sim_snapshot(config: crate::sim::SimConfig) -> Snapshot {
         let pool = crate::sim::SimPool::new(config, 1_764_072_000.0);
         Snapshot {
-            status: ok(serde_json::from_str(&pool.status_json()).unwrap()),
+            status: status_ok(&pool.status_json()),
             health: ok(serde_json::from_str(&pool.health().1).unwrap()),
             metrics: ok(parse(&pool.metrics_text())),
         }
@@ -1042,7 +1073,7 @@ mod tests {
                 extended,
                 ..SimConfig::default()
             });
-            let status = snap.status.result.as_ref().unwrap();
+            let status = &snap.status.result.as_ref().unwrap().status;
             let (kept, _) = keep_worst(status.connections.iter().collect(), usize::MAX);
             let series = ConnectionSeries {
                 endpoint: &status.endpoint,

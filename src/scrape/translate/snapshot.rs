@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::exposition::ParsedExposition;
 use crate::pool::{Document, FailureReason};
-use crate::pool::{Health, PoolStatus};
+use crate::pool::{Health, StatusDoc};
 
 /// What one fetch of one document produced.
 #[derive(Debug)]
@@ -18,7 +18,9 @@ pub struct SourceOutcome<T> {
 /// The three documents of one scrape.
 #[derive(Debug)]
 pub struct Snapshot {
-    pub status: SourceOutcome<Arc<PoolStatus>>,
+    /// At most `--collector.max-connections` connections, the worst (the
+    /// pool layer cuts the list as it decodes it).
+    pub status: SourceOutcome<Arc<StatusDoc>>,
     pub health: SourceOutcome<Arc<Health>>,
     pub metrics: SourceOutcome<Arc<ParsedExposition>>,
 }
@@ -47,8 +49,8 @@ impl Snapshot {
     /// The pool's `endpoint`: from the status document, else from the
     /// native metrics' const label.
     pub fn endpoint(&self) -> Option<&str> {
-        if let Ok(status) = &self.status.result {
-            return Some(&status.endpoint);
+        if let Ok(doc) = &self.status.result {
+            return Some(&doc.status.endpoint);
         }
         let native = self.metrics.result.as_ref().ok()?;
         native
