@@ -178,17 +178,14 @@ struct Listing {
     counters: ListedCounters,
 }
 
-/// Where an id's copy is, and whether any of its copies reports activity.
+/// An id's copy: its position in the list (found in `kept` by a binary
+/// search of the positions, or cut when it is not there; ids are remembered
+/// after their copy is cut, so a later copy is still known as a duplicate),
+/// and whether any of its copies reports activity.
 #[derive(Debug, Clone, Copy)]
 struct Held {
-    slot: u32,
+    position: usize,
     active: bool,
-}
-
-impl Held {
-    /// The copy was cut (ids are remembered after their copy is cut, so a
-    /// later copy is still known as a duplicate).
-    const CUT: u32 = u32::MAX;
 }
 
 /// An id by its text: canonical integers (every known pool build) as
@@ -266,8 +263,7 @@ impl Listing {
 
     /// Takes `c`, whose id is `key`, in as its id's copy.
     fn hold(&mut self, key: Key, position: usize, active: bool) {
-        let slot = u32::try_from(self.kept.len()).unwrap_or(Held::CUT - 1);
-        self.ids.insert(key, Held { slot, active });
+        self.ids.insert(key, Held { position, active });
         self.positions.push(position);
     }
 
@@ -302,16 +298,12 @@ impl Listing {
             }
         }
         let mut dropped = self.dropped.take().unwrap_or_default();
-        let ids = &mut self.ids;
         let mut at = 0;
         self.kept.retain(|c| {
             let kept = keep[at];
             at += 1;
             if !kept {
                 dropped.add(c);
-                if let Some(held) = ids.get_mut(Key::of(&c.connection_id).0) {
-                    held.slot = Held::CUT;
-                }
             }
             kept
         });
@@ -321,11 +313,6 @@ impl Listing {
             keep[at - 1]
         });
         self.dropped = Some(dropped);
-        for (slot, c) in self.kept.iter().enumerate() {
-            if let Some(held) = self.ids.get_mut(Key::of(&c.connection_id).0) {
-                held.slot = slot as u32;
-            }
-        }
     }
 
     /// Whether `c`, listed at `position`, ranks below what the cuts keep.
@@ -386,7 +373,7 @@ impl ConnectionSink for Listing {
             self.active += 1;
         }
         let held = *held;
-        if held.slot == Held::CUT {
+        let Ok(slot) = self.positions.binary_search(&held.position) else {
             // The id's copy was cut. A copy ranking below what is kept is
             // cut too; one ranking above is worse than the copy that was
             // cut, so it becomes the id's copy.
@@ -397,8 +384,7 @@ impl ConnectionSink for Listing {
                 self.keep(connection);
             }
             return;
-        }
-        let slot = held.slot as usize;
+        };
         if worse_first(&connection, &self.kept[slot]).is_lt() {
             // The worse copy takes the first one's place in the list.
             let before = std::mem::replace(&mut self.kept[slot], connection);
