@@ -4,15 +4,19 @@
 # there move by ±25 %; instruction counts repeat within about 1 %).
 #
 #   scripts/callgrind-ab.sh BEFORE_BINARY AFTER_BINARY [CONNECTIONS] [MAX_CONNECTIONS...]
+#   ROUNDS=5 scripts/callgrind-ab.sh ...     # rounds per build (default 3)
 #
 # For each --collector.max-connections value (default: 1000000, every
-# connection exported, and 1000, the default cap) and each build, it starts
-# a steady simulated pool of CONNECTIONS (default 10,000) connections and
-# the exporter under valgrind with instrumentation off, makes 3 scrapes
-# unmeasured, counts the instructions of the next 10 (user space, exporter
-# process, every thread) and prints the mean per scrape. Kernel work (page
-# faults, socket copies) is not counted: see docs/performance.md for the
-# measures of that. Needs valgrind and curl; builds the simulator if missing.
+# connection exported, and 1000, the default cap), ROUNDS times for each
+# build in turn, it starts a steady simulated pool of CONNECTIONS (default
+# 10,000) connections and the exporter under valgrind with instrumentation
+# off, makes 3 scrapes unmeasured and counts the instructions of the next 10
+# (user space, exporter process, every thread). Printed: the median per
+# scrape over the rounds and the range. Counts move between processes by up
+# to ~15 % (idle runtime threads, hash seeds, when the history prunes), so
+# compare medians, and ranges that do not overlap. Kernel work (page faults,
+# socket copies) is not counted: see docs/performance.md for that. Needs
+# valgrind and curl; builds the simulator if missing.
 set -euo pipefail
 
 [ $# -ge 2 ] || { sed -n '2,/^set/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
@@ -73,11 +77,20 @@ count() { # BINARY CAP -> instructions per scrape
     cat "$out"* | awk '/^totals:/ { s += $2 } END { printf "%d\n", s / 10 }'
 }
 
-echo "| max connections | build | instructions per scrape ($connections connections) |"
-echo "| ---: | --- | ---: |"
+rounds=${ROUNDS:-3}
+echo "| max connections | build | instructions per scrape, median ($connections connections) | range over $rounds rounds |"
+echo "| ---: | --- | ---: | ---: |"
 for cap in "${caps[@]}"; do
-    b=$(count "$before" "$cap")
-    a=$(count "$after" "$cap")
-    echo "| $cap | before | $b |"
-    echo "| $cap | after | $a ($(python3 -c "print(f'{($a - $b) / $b * 100:+.1f} %')")) |"
+    b=() a=()
+    for _ in $(seq 1 "$rounds"); do
+        b+=("$(count "$before" "$cap")")
+        a+=("$(count "$after" "$cap")")
+    done
+    python3 - "$cap" "${b[*]}" "${a[*]}" <<'PY'
+import statistics, sys
+cap, before, after = sys.argv[1], [int(x) for x in sys.argv[2].split()], [int(x) for x in sys.argv[3].split()]
+mb, ma = statistics.median(before), statistics.median(after)
+print(f"| {cap} | before | {mb / 1e6:.2f} M | {min(before) / 1e6:.2f}–{max(before) / 1e6:.2f} M |")
+print(f"| {cap} | after | {ma / 1e6:.2f} M ({(ma - mb) / mb * 100:+.1f} %) | {min(after) / 1e6:.2f}–{max(after) / 1e6:.2f} M |")
+PY
 done

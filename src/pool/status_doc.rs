@@ -168,7 +168,7 @@ struct Listing {
     /// the list.
     kept: Vec<Connection>,
     positions: Vec<usize>,
-    /// Every id listed so far: where its copy is in `kept`, if it is.
+    /// Every id listed so far, with its copy's position in the list.
     ids: Ids,
     /// The rank of the last connection kept by the latest cut: the ranks
     /// kept only rise, so a connection ranking below it will be cut too.
@@ -261,7 +261,9 @@ impl Listing {
             .add(c);
     }
 
-    /// Takes `c`, whose id is `key`, in as its id's copy.
+    /// Remembers the connection at `position` as the copy of `key`'s id;
+    /// `keep` then takes the connection in (two steps, as the key borrows
+    /// from the connection).
     fn hold(&mut self, key: Key, position: usize, active: bool) {
         self.ids.insert(key, Held { position, active });
         self.positions.push(position);
