@@ -32,8 +32,8 @@ FRESHNESS = {
     "error": {"oneOf": [{"type": "null"}, ref("SnapshotError")], "description": "Why the copy is stale; null when fresh."},
 }
 CAP = {
-    "connections_listed": {"type": "integer", "minimum": 0, "description": "Connections the pool's document listed."},
-    "connections_omitted": {"type": "integer", "minimum": 0, "description": "Listed connections left out by --collector.max-connections (the worst are kept, as in a scrape): connections_listed minus those the answer is made from."},
+    "connections_listed": {"type": "integer", "minimum": 0, "description": "Connections the pool's document listed, every copy of a repeated id included."},
+    "connections_omitted": {"type": "integer", "minimum": 0, "description": "Distinct listed connections left out by --collector.max-connections (the worst are kept, as in a scrape). An id listed more than once counts once, its worst copy kept, so without repeated ids this is connections_listed minus those the answer is made from."},
 }
 NUM = {"type": "number"}
 NNUM = nullable("number")
