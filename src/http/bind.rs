@@ -157,13 +157,20 @@ pub fn systemd_listeners(
 
 #[cfg(unix)]
 fn listener_from_fd(fd: i32) -> io::Result<TcpListener> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: systemd hands these descriptors to this process (LISTEN_PID
-    // checked) and nothing else in it owns them; they are taken once.
-    let socket = unsafe { Socket::from_raw_fd(fd) };
-    if socket.r#type()? != Type::STREAM {
+    use std::os::fd::{BorrowedFd, FromRawFd};
+    // Looked at before it is taken: a descriptor that is not the socket
+    // systemd passed (a unit without the socket, a wrapper that closed
+    // it) may be one the process opened itself, and taking it would close
+    // it under its owner.
+    // SAFETY: the descriptor is only borrowed for this check; an invalid
+    // one makes the getsockopt fail with EBADF.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    if socket2::SockRef::from(&borrowed).r#type()? != Type::STREAM {
         return Err(io::Error::other("not a stream socket"));
     }
+    // SAFETY: a stream socket at a descriptor systemd hands to this process
+    // (LISTEN_PID checked) that nothing else in it owns; taken once.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
 }

@@ -96,7 +96,14 @@ async fn systemd_socket_activation_serves_the_passed_socket() {
     // the child between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
+            // dup2 onto itself keeps close-on-exec set: when the socket
+            // already is descriptor 3, clear the flag instead.
+            let ok = if fd == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) >= 0
+            } else {
+                libc::dup2(fd, 3) >= 0
+            };
+            if !ok {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -105,6 +112,7 @@ async fn systemd_socket_activation_serves_the_passed_socket() {
     let mut child = cmd.spawn().unwrap();
     // From here only the exporter holds the listening socket.
     drop(socket);
+    install_crypto_provider();
     let quick = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(3))
@@ -127,6 +135,44 @@ async fn systemd_socket_activation_serves_the_passed_socket() {
         "{body}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Socket activation with nothing at descriptor 3 (a unit whose socket is
+/// missing): the process's own first descriptor (its event loop) may get
+/// number 3, and the exporter must refuse it as not a socket without
+/// closing it (closing it aborted the process: "IO Safety violation").
+#[test]
+fn systemd_activation_without_a_socket_is_a_clear_error() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "LISTEN_PID=$$ exec \"$0\" \"$@\"",
+        EXPORTER,
+        "--web.systemd-socket",
+        "--pool.url",
+        "http://127.0.0.1:1/",
+    ])
+    .env("LISTEN_FDS", "1")
+    .env_remove("SECURE_CHANNEL_POOL_URL")
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    // SAFETY: close is async-signal-safe; it only changes the child's
+    // descriptors between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(3);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--web.systemd-socket: descriptor 3:"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("fatal runtime error"), "{stderr}");
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
