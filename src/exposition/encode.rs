@@ -115,15 +115,7 @@ impl Encoder {
             out.push_str(&sample.name);
             if !sample.labels.is_empty() {
                 out.push('{');
-                for (i, (label, value)) in sample.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(label);
-                    out.push_str("=\"");
-                    escape_into(out, value, true);
-                    out.push('"');
-                }
+                write_label_pairs(out, &sample.labels);
                 out.push('}');
             }
             out.push(' ');
@@ -216,18 +208,23 @@ pub fn encode(families: &[MetricFamily], format: Format) -> String {
     encoder.finish()
 }
 
-/// ` # {labels} value [timestamp]`.
-fn write_exemplar(out: &mut String, exemplar: &super::Exemplar) {
-    out.push_str(" # {");
-    for (i, (label, value)) in exemplar.labels.iter().enumerate() {
+/// `name="value",…`, values escaped (a sample's or an exemplar's labels).
+fn write_label_pairs<N: AsRef<str>>(out: &mut String, labels: &[(N, String)]) {
+    for (i, (label, value)) in labels.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(label);
+        out.push_str(label.as_ref());
         out.push_str("=\"");
         escape_into(out, value, true);
         out.push('"');
     }
+}
+
+/// ` # {labels} value [timestamp]`.
+fn write_exemplar(out: &mut String, exemplar: &super::Exemplar) {
+    out.push_str(" # {");
+    write_label_pairs(out, &exemplar.labels);
     out.push_str("} ");
     write_value(out, exemplar.value);
     if let Some(ts) = exemplar.timestamp {

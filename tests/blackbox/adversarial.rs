@@ -2,7 +2,7 @@
 //! bound docs/security.md states. The exporter is the debug binary; peak
 //! memory is its `VmHWM` from /proc.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,16 +42,10 @@ impl CannedPool {
                 let Ok(mut stream) = stream else { continue };
                 let (docs, heads) = (docs.clone(), heads2.clone());
                 std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let Some((head, path)) = crate::fake_pool::read_request_head(&mut stream)
+                    else {
+                        return;
+                    };
                     heads.lock().unwrap().push(head);
                     let (ctype, body) = if path.ends_with("/status/connections") {
                         ("application/json", docs.0.as_str())

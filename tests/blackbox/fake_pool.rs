@@ -81,6 +81,22 @@ pub struct FakePool {
     stop: Arc<AtomicBool>,
 }
 
+/// Reads a request's head, byte by byte so nothing after it is consumed:
+/// the head and the request target, or `None` when the client went away.
+pub fn read_request_head(stream: &mut impl Read) -> Option<(String, String)> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+    Some((head, path))
+}
+
 fn index(path: &str) -> usize {
     if path.ends_with("/status/connections") {
         0
@@ -112,16 +128,9 @@ impl FakePool {
                 let Ok(mut stream) = stream else { continue };
                 let (answers, counts, gate) = (answers.clone(), counts2.clone(), gate2.clone());
                 std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let Some((_, path)) = read_request_head(&mut stream) else {
+                        return;
+                    };
                     let i = index(&path);
                     counts[i].fetch_add(1, Ordering::SeqCst);
                     let answer = &answers[i];
